@@ -1,0 +1,156 @@
+//! A publisher of numbered messages.
+//!
+//! ```no_run
+//! # async fn demo(server: &lab::RedisServer) -> anyhow::Result<()> {
+//! let mut con = server.client()?.get_multiplexed_async_connection().await?;
+//! let report = lab::Publisher::new("news").payload_size(64).send(&mut con, 0..1000).await?;
+//! assert_eq!(report.sent, 1000);
+//! # Ok(()) }
+//! ```
+
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use redis::RedisResult;
+use redis::aio::ConnectionLike;
+
+use crate::message::numbered;
+
+/// How fast the publisher sends.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Pace {
+    /// Pipelined: up to [`Publisher::pipeline_len`] PUBLISH commands written at once, the
+    /// next batch as soon as the replies of the previous one are in. Messages reach the
+    /// subscriber back to back, many per socket read.
+    Burst,
+    /// One PUBLISH, wait for its reply, then the next.
+    RoundTrip,
+    /// About this many messages per second, sent in small pipelined batches every millisecond.
+    Rate(f64),
+}
+
+/// What the server replied to the PUBLISH commands.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PublishReport {
+    /// Messages published.
+    pub sent: u64,
+    /// The sum of the PUBLISH replies: in how many subscribers' output buffers the messages
+    /// were queued. Queued is not delivered: a subscriber that is disconnected later loses
+    /// what was queued for it.
+    pub queued_for: u64,
+    /// Messages whose PUBLISH replied 0: nobody was subscribed when they arrived.
+    pub unheard: u64,
+    /// How long publishing took.
+    pub elapsed: Duration,
+}
+
+/// Publishes numbered messages ([`crate::numbered`]) on one channel.
+#[derive(Clone, Debug)]
+pub struct Publisher {
+    channel: String,
+    payload_size: usize,
+    pace: Pace,
+    pipeline_len: usize,
+    command: &'static str,
+}
+
+impl Publisher {
+    /// A burst publisher of 32-byte messages on `channel`.
+    pub fn new(channel: &str) -> Self {
+        Self {
+            channel: channel.to_string(),
+            payload_size: 32,
+            pace: Pace::Burst,
+            pipeline_len: 1000,
+            command: "PUBLISH",
+        }
+    }
+
+    /// Pad every payload to this many bytes.
+    pub fn payload_size(mut self, bytes: usize) -> Self {
+        self.payload_size = bytes;
+        self
+    }
+
+    /// Burst, one per round trip, or a rate.
+    pub fn pace(mut self, pace: Pace) -> Self {
+        self.pace = pace;
+        self
+    }
+
+    /// How many PUBLISH commands one burst pipeline carries (default 1000).
+    pub fn pipeline_len(mut self, len: usize) -> Self {
+        self.pipeline_len = len.max(1);
+        self
+    }
+
+    /// Use SPUBLISH (sharded Pub/Sub, Redis 7) instead of PUBLISH.
+    pub fn sharded(mut self) -> Self {
+        self.command = "SPUBLISH";
+        self
+    }
+
+    /// The channel this publisher sends on.
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// Publish the messages numbered `seqs`, in order.
+    pub async fn send<C: ConnectionLike>(
+        &self,
+        con: &mut C,
+        seqs: Range<u64>,
+    ) -> RedisResult<PublishReport> {
+        let started = Instant::now();
+        let mut report = PublishReport::default();
+        match self.pace {
+            Pace::Burst => {
+                let mut next = seqs.start;
+                while next < seqs.end {
+                    let batch_end = (next + self.pipeline_len as u64).min(seqs.end);
+                    self.send_batch(con, next..batch_end, &mut report).await?;
+                    next = batch_end;
+                }
+            }
+            Pace::RoundTrip => {
+                for seq in seqs {
+                    self.send_batch(con, seq..seq + 1, &mut report).await?;
+                }
+            }
+            Pace::Rate(per_second) => {
+                let mut next = seqs.start;
+                while next < seqs.end {
+                    // How many messages should be out by now, at this rate.
+                    let due = (started.elapsed().as_secs_f64() * per_second) as u64;
+                    let batch_end = (seqs.start + due + 1).min(seqs.end);
+                    if batch_end > next {
+                        self.send_batch(con, next..batch_end, &mut report).await?;
+                        next = batch_end;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+
+    async fn send_batch<C: ConnectionLike>(
+        &self,
+        con: &mut C,
+        seqs: Range<u64>,
+        report: &mut PublishReport,
+    ) -> RedisResult<()> {
+        let mut pipe = redis::pipe();
+        for seq in seqs {
+            pipe.cmd(self.command)
+                .arg(&self.channel)
+                .arg(numbered(seq, self.payload_size));
+        }
+        let replies: Vec<u64> = pipe.query_async(con).await?;
+        report.sent += replies.len() as u64;
+        report.queued_for += replies.iter().sum::<u64>();
+        report.unheard += replies.iter().filter(|&&n| n == 0).count() as u64;
+        Ok(())
+    }
+}
