@@ -50,9 +50,13 @@ pub fn describe(error: &RedisError, url: &str) -> anyhow::Error {
              installs it; the examples start their own server unless REDIS_URL is set)"
         )
     } else if error.kind() == ErrorKind::AuthenticationFailed || code == "WRONGPASS" {
-        anyhow!("Redis at {shown} rejected the credentials: wrong user name or password? ({detail})")
+        anyhow!(
+            "Redis at {shown} rejected the credentials: wrong user name or password? ({detail})"
+        )
     } else if code == "NOAUTH" {
-        anyhow!("Redis at {shown} requires a password: put it in the URL, redis://:PASSWORD@host:port")
+        anyhow!(
+            "Redis at {shown} requires a password: put it in the URL, redis://:PASSWORD@host:port"
+        )
     } else if error.is_connection_dropped() || error.is_io_error() {
         anyhow!("the connection to Redis at {shown} failed: {detail}")
     } else {

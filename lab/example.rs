@@ -88,10 +88,17 @@ pub fn build(name: &str) -> Result<PathBuf> {
     let target_dir = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(manifest_dir).join("target"));
-    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
     let binary = target_dir.join(profile).join("examples").join(name);
     if !binary.exists() {
-        bail!("built example {name}, but {} is not there", binary.display());
+        bail!(
+            "built example {name}, but {} is not there",
+            binary.display()
+        );
     }
     Ok(binary)
 }

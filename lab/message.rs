@@ -71,7 +71,14 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_numbered() {
-        for bad in [&b""[..], b"#", b"abc#", b"12", b"\xff\xfe#", b"99999999999999999999999#"] {
+        for bad in [
+            &b""[..],
+            b"#",
+            b"abc#",
+            b"12",
+            b"\xff\xfe#",
+            b"99999999999999999999999#",
+        ] {
             assert_eq!(seq_of(bad), Err(BadPayload::NoSequenceNumber), "{bad:?}");
         }
     }

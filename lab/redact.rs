@@ -44,10 +44,16 @@ mod tests {
 
     #[test]
     fn hides_passwords_keeps_the_rest() {
-        assert_eq!(redact_url("redis://u:p@h:1/2?x=y"), "redis://u:***@h:1/2?x=y");
+        assert_eq!(
+            redact_url("redis://u:p@h:1/2?x=y"),
+            "redis://u:***@h:1/2?x=y"
+        );
         assert_eq!(redact_url("rediss://:p@a@h"), "rediss://:***@h");
         assert_eq!(redact_url("redis://p@h"), "redis://***@h");
-        assert_eq!(redact_url("redis+unix:///tmp/r.sock"), "redis+unix:///tmp/r.sock");
+        assert_eq!(
+            redact_url("redis+unix:///tmp/r.sock"),
+            "redis+unix:///tmp/r.sock"
+        );
         assert!(!redact_url("not a url with s3cret").contains("s3cret"));
     }
 }

@@ -51,8 +51,10 @@ impl ResultLine {
 
     /// Add a `key=value` pair (spaces in the value become `_`).
     pub fn with(mut self, key: &str, value: impl fmt::Display) -> Self {
-        self.extra
-            .push((key.to_string(), value.to_string().replace(char::is_whitespace, "_")));
+        self.extra.push((
+            key.to_string(),
+            value.to_string().replace(char::is_whitespace, "_"),
+        ));
         self
     }
 
@@ -104,7 +106,10 @@ impl FromStr for ResultLine {
 
     fn from_str(line: &str) -> Result<Self> {
         let mut words = line.split_whitespace();
-        ensure!(words.next() == Some("RESULT"), "not a RESULT line: {line:?}");
+        ensure!(
+            words.next() == Some("RESULT"),
+            "not a RESULT line: {line:?}"
+        );
         let mut pairs = Vec::new();
         for word in words {
             let (key, value) = word

@@ -94,7 +94,10 @@ impl ServerBuilder {
                 "this scenario needs a server configured with {:?}, and REDIS_URL points at {}: \
                  the lab never reconfigures a server it did not start. Unset REDIS_URL to let \
                  the lab start its own redis-server.",
-                self.config.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+                self.config
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>(),
                 redact_url(&url)
             ),
         }

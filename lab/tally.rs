@@ -175,8 +175,8 @@ mod tests {
     fn prefix_and_merge() {
         let mut first = Tally::new(6);
         let mut second = Tally::new(6);
-        [0, 2].map(|seq| first.record(seq));
-        [1, 2].map(|seq| second.record(seq));
+        [0, 2].into_iter().for_each(|seq| first.record(seq));
+        [1, 2].into_iter().for_each(|seq| second.record(seq));
         first.merge(&second);
         assert_eq!(first.received(), 3);
         assert_eq!(first.duplicates(), 1);

@@ -37,7 +37,12 @@ async fn kill_then_restart_on_the_same_port() {
 #[tokio::test]
 async fn pause_stops_answers_until_resume() {
     let mut server = RedisServer::start().unwrap();
-    let mut con = server.client().unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut con = server
+        .client()
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
     server.pause().unwrap();
     let paused = tokio::time::timeout(
         Duration::from_millis(300),
@@ -101,7 +106,10 @@ async fn a_burst_of_10000_is_tallied_exactly() {
         .send(&mut con, 0..10_000)
         .await
         .unwrap();
-    assert_eq!((report.sent, report.queued_for, report.unheard), (10_000, 10_000, 0));
+    assert_eq!(
+        (report.sent, report.queued_for, report.unheard),
+        (10_000, 10_000, 0)
+    );
 
     let mut tally = Tally::new(10_000);
     let mut messages = pubsub.on_message();
@@ -122,7 +130,12 @@ async fn a_burst_of_10000_is_tallied_exactly() {
 #[tokio::test]
 async fn paced_and_round_trip_publishers_send_everything() {
     let server = RedisServer::start().unwrap();
-    let mut con = server.client().unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut con = server
+        .client()
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
     let round_trip = Publisher::new("nobody")
         .pace(lab::Pace::RoundTrip)
         .send(&mut con, 0..200)
@@ -136,7 +149,11 @@ async fn paced_and_round_trip_publishers_send_everything() {
         .unwrap();
     assert_eq!(paced.sent, 400);
     // 400 messages at 2,000/s take about 200 ms; a loaded machine may take longer, never much less.
-    assert!(paced.elapsed >= Duration::from_millis(150), "{:?}", paced.elapsed);
+    assert!(
+        paced.elapsed >= Duration::from_millis(150),
+        "{:?}",
+        paced.elapsed
+    );
 }
 
 #[test]
@@ -165,11 +182,17 @@ async fn unreachable_bad_and_unauthorised_urls_are_clear_errors() {
     assert!(refused.contains("connection refused"), "{refused}");
     assert!(!refused.contains("topsecret"), "{refused}");
 
-    let bad = lab::connect::open("redis//:topsecret@host").await.unwrap_err().to_string();
+    let bad = lab::connect::open("redis//:topsecret@host")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(bad.contains("not a valid Redis URL"), "{bad}");
     assert!(!bad.contains("topsecret"), "{bad}");
 
-    let server = RedisServer::builder().password("right-one").start().unwrap();
+    let server = RedisServer::builder()
+        .password("right-one")
+        .start()
+        .unwrap();
     let port = server.port().unwrap();
     let wrong = lab::connect::open(&format!("redis://:wrong-one@127.0.0.1:{port}"))
         .await
@@ -193,7 +216,12 @@ fn the_first_example_prints_a_result_that_parses() {
     assert_eq!((first.sent, first.received, first.lost), (1_000, 1_000, 0));
     assert_eq!(first.get("out_of_order"), Some("0"));
     // Printed, parsed, printed again: the same line.
-    let line = run.stdout().lines().find(|l| l.starts_with("RESULT")).unwrap().to_string();
+    let line = run
+        .stdout()
+        .lines()
+        .find(|l| l.starts_with("RESULT"))
+        .unwrap()
+        .to_string();
     assert_eq!(first.to_string(), line);
 }
 
