@@ -43,7 +43,12 @@ for path, page in sorted(pages.items()):
         if parts.scheme or link.startswith("//") or link.startswith("javascript:"):
             continue
         checked += 1
-        target = path if not parts.path else (path.parent / urllib.parse.unquote(parts.path)).resolve()
+        if not parts.path:
+            target = path
+        elif parts.path.startswith("/"):  # site-absolute (404.html): relative to the book root
+            target = (book / urllib.parse.unquote(parts.path).lstrip("/")).resolve()
+        else:
+            target = (path.parent / urllib.parse.unquote(parts.path)).resolve()
         if target.is_dir():
             target = target / "index.html"
         where = path.relative_to(book)

@@ -12,6 +12,7 @@
 //! - [`report`]: the `RESULT ...` line every message-moving example prints, and its parser;
 //! - [`redact`] and [`connect`]: clear errors for bad URLs, unreachable servers and wrong
 //!   passwords, without ever printing a password;
+//! - [`gaps`]: a `Stream` adapter that notices sequence gaps (built in chapter 3);
 //! - [`mem`]: the process's resident memory, for the backpressure chapter;
 //! - [`example`]: run an example program from a test and read its RESULT lines.
 //!
@@ -20,6 +21,7 @@
 
 pub mod connect;
 pub mod example;
+pub mod gaps;
 pub mod mem;
 pub mod message;
 pub mod publish;
