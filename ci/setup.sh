@@ -2,7 +2,8 @@
 # Installs what the book, its examples and its tests need; skips what is already there.
 #   redis-server (Debian/Ubuntu package), mdBook 0.5.4 and mdbook-mermaid 0.17.1 (pinned).
 # Safe to run again: it only installs what is missing or at another version.
-# Set LAB_BROWSER=1 to also install Chromium and ChromeDriver for the browser test.
+# Set LAB_BROWSER=1 to also install Chromium, ChromeDriver and playwright-core (pinned by
+# ci/browser/package-lock.json) for the browser test; ci/test.sh sets it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,12 +55,30 @@ cargo_install() { # crate version binary
 cargo_install mdbook "$MDBOOK_VERSION" mdbook
 cargo_install mdbook-mermaid "$MDBOOK_MERMAID_VERSION" mdbook-mermaid
 
-# --- Optional: a browser for the browser test of the built book.
+# --- Optional: a browser for the browser test of the built book (ci/browser_test.sh).
+# Debian's Chromium (and ChromeDriver, for whoever prefers Selenium), driven by
+# playwright-core at the version pinned in ci/browser/package-lock.json. Playwright never
+# downloads a browser of its own here: it starts /usr/bin/chromium.
 if [ "${LAB_BROWSER:-0}" = 1 ]; then
-  if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
-    say "chromium present"
+  if [ "$(uname -s)" = "Darwin" ]; then
+    say "macOS: the browser test needs Chromium (brew install --cask chromium) and CHROMIUM=/path/to/its/binary"
+  elif command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+    say "chromium present: $(chromium --version 2>/dev/null | cut -d' ' -f2)"
   else
     apt_install chromium chromium-driver
+  fi
+  command -v node >/dev/null && command -v npm >/dev/null ||
+    die "the browser test needs Node.js 20+ and npm (https://nodejs.org, or your package manager)"
+  node_major=$(node -p 'process.versions.node.split(".")[0]')
+  [ "$node_major" -ge 20 ] || die "the browser test needs Node.js 20 or newer; this is $(node --version)"
+  wanted=$(node -p 'require("./ci/browser/package-lock.json").packages["node_modules/playwright-core"].version')
+  have=$(node -p 'try { require("./ci/browser/node_modules/playwright-core/package.json").version } catch (e) { "none" }')
+  if [ "$have" = "$wanted" ]; then
+    say "playwright-core $have present"
+  else
+    say "npm ci: playwright-core $wanted (ci/browser/package-lock.json)"
+    # playwright-core has no install script and downloads no browser.
+    npm ci --prefix ci/browser --no-audit --no-fund --loglevel=error >/dev/null
   fi
 fi
 
