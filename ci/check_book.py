@@ -1,85 +1,269 @@
 #!/usr/bin/env python3
 """Checks that the book and the code agree, before anything is built.
 
+    python3 ci/check_book.py [--root DIR]     # DIR: a copy of the repository (default: this one)
+
+Includes and code
 - every {{#include}} / {{#rustdoc_include}} names a file that exists, and its anchor exists;
-- no chapter pastes Rust code by hand (a ```rust block of more than 8 lines with no include);
-- every example program is included by some chapter, and every chapter includes its examples;
+- no page pastes Rust code by hand (a ```rust block of more than 8 lines with no include);
+- every ```rust block is marked `ignore` or `noplayground`: this book's code needs the lab
+  and a Redis server, so none of it runs in the Rust playground (and a runnable block would
+  make the page call the playground over the network);
+- every example program is included by some page, and every chapter includes its examples;
 - every page under src/ is listed in SUMMARY.md (fragments under src/*/ are included instead);
 - every test a page names as `tests/FILE.rs::name` (or `examples/...::name`) exists.
 
-Exits 1 with one line per problem.
+Workshop kit (every chapter src/chNN-*.md)
+- starts with a duration line under its title: `> **Duration:** N minutes (...)`;
+- has speaker notes: `<details><summary>Speaker notes</summary> ... </details>`;
+- has an "Exercise" section that includes its starter examples/chNN_exercise*.rs in a code
+  block, and includes the solution examples/chNN_solution*.rs only inside a
+  `<details><summary>Solution...</summary>` block; links to the claims appendix;
+- every <details> is closed (an open one swallows the rest of the page).
+- every examples/chNN_exercise*.rs has `todo!()` where the learner works and a
+  chNN_solution*.rs beside it with a `#[cfg(test)]` module holding at least one test.
+
+Schedules (src/instructor-guide.md)
+- every row of a schedule table that links a page gives that page's own duration, and the
+  start times add up (each row starts when the one above ends);
+- the full-day schedule covers every chapter.
+
+Exits 1 with the problems grouped by file, each saying what to do.
 """
+import argparse
+import collections
 import pathlib
 import re
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+parser.add_argument("--root", type=pathlib.Path, default=pathlib.Path(__file__).resolve().parent.parent)
+ROOT = parser.parse_args().root.resolve()
 SRC = ROOT / "src"
+EXAMPLES = ROOT / "examples"
+
 INCLUDE = re.compile(r"\{\{#(?:include|rustdoc_include)\s+([^}:\s]+)(?::([A-Za-z0-9_-]+))?[^}]*\}\}")
-RUST_BLOCK = re.compile(r"```rust[^\n]*\n(.*?)```", re.S)
+FENCE = re.compile(r"^(```+)([^\n`]*)\n(.*?)^\1[ \t]*$", re.S | re.M)
 TEST_REF = re.compile(r"`((?:tests|examples)/[\w./-]+\.rs)::(\w+)`")
 CHAPTER = re.compile(r"^ch(\d\d)-")
+DURATION = re.compile(r"^> \*\*Duration:\*\* (\d+) minutes\b")
+SPEAKER_NOTES = re.compile(r"<details>\s*<summary>\s*Speaker notes\s*</summary>", re.I)
+EXERCISE_HEADING = re.compile(r"^#{2,4} .*\bExercises?\b", re.M | re.I)
+DETAILS = re.compile(r"<details>\s*<summary>(.*?)</summary>(.*?)</details>", re.S | re.I)
+PLAYGROUND_OFF = {"ignore", "noplayground", "noplaypen"}
+GUIDE = "instructor-guide.md"
+SCHEDULE_ROW = re.compile(r"^\|(.*)\|\s*$")
+CLOCK = re.compile(r"^(\d{1,2}):(\d\d)$")
 
-problems = []
-included_files = set()
+problems = collections.defaultdict(list)
+
+
+def problem(where, what):
+    problems[str(where)].append(what)
+
+
+def line_of(text, offset):
+    return text[:offset].count("\n") + 1
+
+
+def includes(text):
+    """(path as written, anchor, offset) of every include of a page."""
+    return [(m.group(1), m.group(2), m.start()) for m in INCLUDE.finditer(text)]
+
+
+def duration_of(text):
+    """The N of the page's `> **Duration:** N minutes` line right under its title, or None."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) >= 2 and lines[0].startswith("# "):
+        match = DURATION.match(lines[1])
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def has_test_module(code):
+    return "#[cfg(test)]" in code and re.search(r"#\[(?:tokio::)?test\b", code) is not None
+
+
 pages = sorted(SRC.rglob("*.md"))
+texts = {page: page.read_text() for page in pages}
+included_files = set()
+durations = {}  # page name -> minutes
 
-for page in pages:
+# --- Includes, pasted code, playground marks, named tests: every page.
+for page, text in texts.items():
     rel = page.relative_to(ROOT)
-    text = page.read_text()
-    for match in INCLUDE.finditer(text):
-        target = (page.parent / match.group(1)).resolve()
-        anchor = match.group(2)
+    for path, anchor, offset in includes(text):
+        target = (page.parent / path).resolve()
         if not target.exists():
-            problems.append(f"{rel}: include target missing: {match.group(1)}")
+            problem(rel, f"line {line_of(text, offset)}: include target missing: {path}")
             continue
         included_files.add(target)
         if anchor and not anchor.isdigit():
             body = target.read_text()
-            if f"ANCHOR: {anchor}\n" not in body and not body.rstrip().endswith(f"ANCHOR: {anchor}"):
-                problems.append(f"{rel}: anchor '{anchor}' not found in {match.group(1)}")
-            elif f"ANCHOR_END: {anchor}" not in body:
-                problems.append(f"{rel}: anchor '{anchor}' has no ANCHOR_END in {match.group(1)}")
-    for block in RUST_BLOCK.finditer(text):
-        body = block.group(1)
+            if not re.search(rf"ANCHOR:\s*{re.escape(anchor)}\s*$", body, re.M):
+                problem(rel, f"line {line_of(text, offset)}: anchor '{anchor}' not found in {path}")
+            elif not re.search(rf"ANCHOR_END:\s*{re.escape(anchor)}\s*$", body, re.M):
+                problem(rel, f"line {line_of(text, offset)}: anchor '{anchor}' has no ANCHOR_END in {path}")
+    for block in FENCE.finditer(text):
+        info = [word.strip() for word in re.split(r"[,\s]+", block.group(2)) if word.strip()]
+        if not info or info[0] != "rust":
+            continue
+        body, line = block.group(3), line_of(text, block.start())
         if "{{#" not in body and body.count("\n") > 8:
-            line = text[: block.start()].count("\n") + 1
-            problems.append(f"{rel}:{line}: a {body.count(chr(10))}-line rust block is pasted; include it from a compiled file")
+            problem(rel, f"line {line}: a {body.count(chr(10))}-line rust block is pasted; include it from a compiled file by anchor")
+        if not PLAYGROUND_OFF & set(info[1:]):
+            problem(rel, f"line {line}: ```{block.group(2).strip()} would get a Run button, but this book's code cannot run in the Rust playground: write ```rust,ignore (or rust,noplayground)")
     for match in TEST_REF.finditer(text):
         path, name = match.groups()
         target = ROOT / path
         if not target.exists():
-            problems.append(f"{rel}: names {path}::{name}, but {path} does not exist")
+            problem(rel, f"names {path}::{name}, but {path} does not exist")
         elif not re.search(rf"\bfn {name}\b", target.read_text()):
-            problems.append(f"{rel}: names {path}::{name}, but there is no fn {name} in {path}")
+            problem(rel, f"names {path}::{name}, but there is no fn {name} in {path}")
+    opened, closed = len(re.findall(r"<details\b", text)), len(re.findall(r"</details>", text))
+    if opened != closed:
+        problem(rel, f"{opened} <details> but {closed} </details>: they must pair up (an unclosed block hides the rest of the page)")
+    if page.parent == SRC:
+        minutes = duration_of(text)
+        if minutes is not None:
+            durations[page.name] = minutes
 
-# Every example is shown somewhere; every chapter shows its own examples.
+# --- Every example is shown somewhere.
 examples = {}
-for path in sorted((ROOT / "examples").glob("*.rs")):
+for path in sorted(EXAMPLES.glob("*.rs")):
     examples[path.stem] = [path]
-for main in sorted((ROOT / "examples").glob("*/main.rs")):
+for main in sorted(EXAMPLES.glob("*/main.rs")):
     examples[main.parent.name] = sorted(main.parent.rglob("*.rs"))
 for name, files in examples.items():
     if not any(f.resolve() in included_files for f in files):
-        problems.append(f"examples/{name}: no chapter includes it (add an {{{{#include}}}} or remove the example)")
+        problem(f"examples/{name}", "no page includes it: add an {{#include}} to its chapter, or remove the example")
 
-summary = (SRC / "SUMMARY.md").read_text()
+# --- Exercises: a starter with todo!() and a tested solution beside it.
+for name in sorted(examples):
+    match = re.fullmatch(r"(ch\d\d)_exercise(\w*)", name)
+    if not match:
+        continue
+    starter = EXAMPLES / f"{name}.rs"
+    solution = EXAMPLES / f"{match.group(1)}_solution{match.group(2)}.rs"
+    if starter.exists() and "todo!(" not in starter.read_text():
+        problem(f"examples/{name}.rs", "a starter has todo!() where the learner works")
+    if not solution.exists():
+        problem(f"examples/{name}.rs", f"has no solution: add {solution.relative_to(ROOT)} (with a #[cfg(test)] mod tests)")
+    elif not has_test_module(solution.read_text()):
+        problem(solution.relative_to(ROOT), "a solution has a #[cfg(test)] module with at least one #[test] or #[tokio::test]: CI runs them")
+
+# --- Chapters: listed, duration, speaker notes, exercise, own examples, claims link.
+summary = texts[SRC / "SUMMARY.md"]
+chapters = []
 for page in pages:
     rel = page.relative_to(SRC).as_posix()
     if page.parent != SRC or rel == "SUMMARY.md":
         continue
+    where = page.relative_to(ROOT)
     if f"]({rel})" not in summary:
-        problems.append(f"src/{rel}: not listed in SUMMARY.md")
+        problem(where, "not listed in SUMMARY.md")
     number = CHAPTER.match(rel)
-    if number:
-        prefix = f"ch{number.group(1)}_"
-        text = page.read_text()
-        if f"examples/{prefix}" not in text:
-            problems.append(f"src/{rel}: includes no examples/{prefix}* program")
+    if not number:
+        continue
+    chapters.append(page.name)
+    nn, text = number.group(1), texts[page]
+    if f"examples/ch{nn}_" not in text:
+        problem(where, f"includes no examples/ch{nn}_* program")
+    if page.name not in durations:
+        problem(where, "no duration line: put `> **Duration:** N minutes (what the time is spent on)` right under the title")
+    if not SPEAKER_NOTES.search(text):
+        problem(where, "no speaker notes: add `<details><summary>Speaker notes</summary> ... </details>`")
+    if "appendix-claims.md" not in text:
+        problem(where, "no link to the claims appendix (appendix-claims.md)")
+    heading = EXERCISE_HEADING.search(text)
+    if not heading:
+        problem(where, "no exercise section: add a `## Exercise` heading that includes examples/ch%s_exercise.rs by anchor" % nn)
+        continue
+    hidden = [(m.start(), m.end(), m.group(1)) for m in DETAILS.finditer(text)]
+    starters = solutions = 0
+    for path, _anchor, offset in includes(text):
+        stem = pathlib.PurePosixPath(path).stem
+        inside = [summary_ for start, end, summary_ in hidden if start < offset < end]
+        if re.fullmatch(rf"ch{nn}_exercise\w*", stem):
+            starters += 1
+            if offset < heading.start():
+                problem(where, f"line {line_of(text, offset)}: the starter {path} is included before the exercise heading")
+            if inside:
+                problem(where, f"line {line_of(text, offset)}: the starter {path} is hidden in a <details> block; show it")
+        elif re.fullmatch(rf"ch{nn}_solution\w*", stem):
+            solutions += 1
+            if not any("solution" in s.lower() for s in inside):
+                problem(where, f"line {line_of(text, offset)}: the solution {path} is shown openly; put it in <details><summary>Solution</summary> ... </details>")
+    if starters == 0:
+        problem(where, f"the exercise section includes no examples/ch{nn}_exercise*.rs starter")
+    if solutions == 0:
+        problem(where, f"the exercise section includes no examples/ch{nn}_solution*.rs (in a <details><summary>Solution</summary> block)")
+
+# --- Schedules in the instructor's guide: durations from the chapters, clock times that add up.
+guide = SRC / GUIDE
+if guide.exists():
+    text = texts[guide]
+    where = guide.relative_to(ROOT)
+    tables, current = [], None
+    for number, line in enumerate(text.splitlines(), 1):
+        row = SCHEDULE_ROW.match(line)
+        if not row:
+            current = None
+            continue
+        cells = [cell.strip() for cell in row.group(1).split("|")]
+        if current is None:
+            current = {"header": [c.lower() for c in cells], "rows": []}
+            tables.append(current)
+        elif not set("".join(cells)) <= set("-: "):
+            current["rows"].append((number, cells))
+    schedules = [t for t in tables if "start" in t["header"] and "minutes" in t["header"]]
+    if not schedules:
+        problem(where, "no schedule table (columns `start`, ..., `minutes`)")
+    for table in schedules:
+        start_col, minutes_col = table["header"].index("start"), table["header"].index("minutes")
+        previous_end = None
+        covered = set()
+        for number, cells in table["rows"]:
+            clock = CLOCK.match(cells[start_col]) if start_col < len(cells) else None
+            if not clock:
+                problem(where, f"line {number}: start `{cells[start_col] if start_col < len(cells) else ''}` is not HH:MM")
+                previous_end = None
+                continue
+            start = int(clock.group(1)) * 60 + int(clock.group(2))
+            if previous_end is not None and start != previous_end:
+                problem(where, f"line {number}: starts at {cells[start_col]}, but the row above ends at {previous_end // 60:02}:{previous_end % 60:02}")
+            minutes_text = cells[minutes_col] if minutes_col < len(cells) else ""
+            if not minutes_text.isdigit():
+                previous_end = None  # the end row of a schedule has no minutes
+                continue
+            minutes = int(minutes_text)
+            previous_end = start + minutes
+            for linked in re.findall(r"\]\(([\w.-]+\.md)(?:#[^)]*)?\)", " ".join(cells)):
+                covered.add(linked)
+                if linked not in durations:
+                    if (SRC / linked).exists():
+                        problem(where, f"line {number}: links {linked}, which has no duration line yet")
+                    else:
+                        problem(where, f"line {number}: links {linked}, which does not exist")
+                elif durations[linked] != minutes:
+                    problem(where, f"line {number}: gives {linked} {minutes} minutes, but the chapter says {durations[linked]}: make them agree")
+        table["covered"] = covered
+    full_day = [t for t in schedules if chapters and set(chapters) <= t["covered"]]
+    if schedules and chapters and not full_day:
+        most = max(schedules, key=lambda t: len(t["covered"] & set(chapters)))
+        missing = sorted(set(chapters) - most["covered"])
+        problem(where, f"no schedule covers every chapter (the fullest misses {', '.join(missing)})")
 
 if problems:
-    print("check_book: %d problem(s):" % len(problems))
-    for problem in problems:
-        print("  - " + problem)
+    count = sum(len(v) for v in problems.values())
+    print(f"check_book: {count} problem(s) in {len(problems)} file(s):")
+    for where in sorted(problems):
+        print(f"  {where}")
+        for what in problems[where]:
+            print(f"    - {what}")
     sys.exit(1)
-print(f"check_book: {len(pages)} pages, {len(examples)} examples, {len(included_files)} included files: ok")
+print(
+    f"check_book: {len(pages)} pages, {len(chapters)} chapters with duration, speaker notes and "
+    f"exercise, {len(examples)} examples, {len(included_files)} included files: ok"
+)

@@ -53,6 +53,7 @@ step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --locked --all-targets --quiet -- -D warnings
 
 step "check_book.py: includes, anchors, exercises, durations, speaker notes, pasted code"
+python3 ci/test_check_book.py
 python3 ci/check_book.py
 
 step "cargo test (real redis-servers; examples run in quick mode)"

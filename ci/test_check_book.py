@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Tests ci/check_book.py on a small made-up book: a correct one passes, and each way of
+breaking it is reported with a message that says what is wrong.
+
+    python3 ci/test_check_book.py        # run by ci/test.sh before check_book.py itself
+"""
+import pathlib
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+CHECKER = pathlib.Path(__file__).resolve().parent / "check_book.py"
+
+GOOD = {
+    "src/SUMMARY.md": """\
+        # Summary
+
+        [Running the lab](running-the-lab.md)
+
+        - [A chapter](ch01-topic.md)
+        - [Claims](appendix-claims.md)
+        - [Instructor's guide](instructor-guide.md)
+        """,
+    "src/running-the-lab.md": """\
+        # Running the lab
+
+        > **Duration:** 15 minutes, including the install.
+
+        Text.
+        """,
+    "src/ch01-topic.md": """\
+        # A chapter
+
+        > **Duration:** 40 minutes (20 talk, 20 exercise)
+
+        ```rust,ignore
+        {{#include ../examples/ch01_topic.rs:main}}
+        ```
+
+        ```mermaid
+        flowchart LR
+          a --> b
+        ```
+
+        <details><summary>Speaker notes</summary>
+
+        Say this.
+
+        </details>
+
+        ## Exercise
+
+        ```rust,ignore
+        {{#include ../examples/ch01_exercise.rs:task}}
+        ```
+
+        <details>
+        <summary>Solution</summary>
+
+        ```rust,ignore
+        {{#include ../examples/ch01_solution.rs:task}}
+        ```
+
+        </details>
+
+        Claims: [appendix](appendix-claims.md).
+        """,
+    "src/appendix-claims.md": """\
+        # Claims
+
+        | claim | test |
+        |---|---|
+        | it works | `tests/ch01_topic.rs::it_works` |
+        """,
+    "src/instructor-guide.md": """\
+        # Instructor's guide
+
+        | start | segment | minutes |
+        |---|---|---|
+        | 09:00 | [Running the lab](running-the-lab.md) | 15 |
+        | 09:15 | [A chapter](ch01-topic.md) | 40 |
+        | 09:55 | Break | 5 |
+        | 10:00 | end | |
+        """,
+    "examples/ch01_topic.rs": """\
+        fn main() {
+            // ANCHOR: main
+            println!("hi");
+            // ANCHOR_END: main
+        }
+        """,
+    "examples/ch01_exercise.rs": """\
+        // ANCHOR: task
+        fn task() -> u32 {
+            todo!("your code")
+        }
+        // ANCHOR_END: task
+        fn main() {}
+        """,
+    "examples/ch01_solution.rs": """\
+        // ANCHOR: task
+        fn task() -> u32 {
+            1
+        }
+        // ANCHOR_END: task
+        fn main() {}
+        #[cfg(test)]
+        mod tests {
+            #[test]
+            fn task_is_one() {
+                assert_eq!(super::task(), 1);
+            }
+        }
+        """,
+    "tests/ch01_topic.rs": """\
+        #[test]
+        fn it_works() {}
+        """,
+}
+
+CH = "src/ch01-topic.md"
+GUIDE = "src/instructor-guide.md"
+
+# (what is broken, file, old text, new text, a piece of the message expected)
+BROKEN = [
+    ("no duration", CH, "> **Duration:** 40 minutes (20 talk, 20 exercise)", "", "no duration line"),
+    ("duration in hours", CH, "40 minutes (20 talk, 20 exercise)", "1 hour", "no duration line"),
+    ("no speaker notes", CH, "<summary>Speaker notes</summary>", "<summary>Notes</summary>", "no speaker notes"),
+    ("unclosed details", CH, "Say this.\n\n</details>", "Say this.", "an unclosed block"),
+    ("no exercise heading", CH, "## Exercise", "## Try it", "no exercise section"),
+    ("solution shown openly", CH, "<details>\n<summary>Solution</summary>", "<div>", "is shown openly"),
+    ("starter hidden", CH, "```rust,ignore\n{{#include ../examples/ch01_exercise.rs:task}}\n```",
+     "<details><summary>Starter</summary>\n\n```rust,ignore\n{{#include ../examples/ch01_exercise.rs:task}}\n```\n\n</details>",
+     "is hidden in a <details> block"),
+    ("no claims link", CH, "[appendix](appendix-claims.md)", "the appendix", "no link to the claims appendix"),
+    ("runnable rust block", CH, "```rust,ignore\n{{#include ../examples/ch01_topic.rs:main}}",
+     "```rust\n{{#include ../examples/ch01_topic.rs:main}}", "cannot run in the Rust playground"),
+    ("pasted code", CH, "## Exercise", "```rust,ignore\n" + "let x = 1;\n" * 9 + "```\n\n## Exercise", "is pasted"),
+    ("missing anchor", CH, "ch01_topic.rs:main", "ch01_topic.rs:mian", "anchor 'mian' not found"),
+    ("missing include", CH, "ch01_topic.rs:main", "ch01_topics.rs:main", "include target missing"),
+    ("unused example", "examples/ch01_extra.rs", None, "fn main() {}\n", "no page includes it"),
+    ("starter without todo", "examples/ch01_exercise.rs", 'todo!("your code")', "0", "has todo!()"),
+    ("solution without tests", "examples/ch01_solution.rs", "#[cfg(test)]", "", "#[cfg(test)] module"),
+    ("no solution file", "examples/ch01_solution.rs", "", None, "has no solution"),
+    ("test named but missing", "tests/ch01_topic.rs", "fn it_works", "fn it_worked", "no fn it_works"),
+    ("page not in summary", "src/extra.md", None, "# Extra\n", "not listed in SUMMARY.md"),
+    ("guide minutes differ", GUIDE, "| 40 |", "| 45 |", "but the chapter says 40"),
+    ("guide clock wrong", GUIDE, "| 09:55 |", "| 09:50 |", "the row above ends at 09:55"),
+    ("guide misses a chapter", GUIDE, "| 09:15 | [A chapter](ch01-topic.md) | 40 |", "| 09:15 | Lunch | 40 |",
+     "no schedule covers every chapter"),
+    ("no schedule", GUIDE, "| start | segment | minutes |", "| when | segment | time |", "no schedule table"),
+]
+
+
+def write(root, files):
+    for name, body in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(body))
+
+
+def check(root):
+    run = subprocess.run([sys.executable, str(CHECKER), "--root", str(root)], capture_output=True, text=True)
+    return run.returncode, run.stdout + run.stderr
+
+
+failures = []
+with tempfile.TemporaryDirectory() as tmp:
+    good = pathlib.Path(tmp) / "good"
+    write(good, GOOD)
+    code, out = check(good)
+    if code != 0:
+        failures.append(f"the correct fixture fails:\n{out}")
+    for name, file, old, new, expected in BROKEN:
+        root = pathlib.Path(tmp) / name.replace(" ", "-")
+        write(root, GOOD)
+        path = root / file
+        if new is None:
+            path.unlink()
+        elif old is None:
+            path.write_text(new)
+        else:
+            text = path.read_text()
+            if old not in text:
+                failures.append(f"{name}: the fixture has no {old!r} to replace (fix this test)")
+                continue
+            path.write_text(text.replace(old, new, 1))
+        code, out = check(root)
+        if code == 0 or expected not in out:
+            failures.append(f"{name}: expected exit 1 and {expected!r}, got exit {code}:\n{out}")
+
+if failures:
+    print(f"test_check_book: {len(failures)} failure(s):")
+    for failure in failures:
+        print("  - " + failure.replace("\n", "\n    "))
+    sys.exit(1)
+print(f"test_check_book: the correct fixture passes, {len(BROKEN)} broken ones are reported: ok")
