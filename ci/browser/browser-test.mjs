@@ -35,7 +35,12 @@ if (pages.length === 0) {
 }
 
 const problems = [];
-const problem = (where, what) => problems.push(`${where}: ${what}`);
+const seen = new Set();
+const problem = (where, what) => {
+  const line = `${where}: ${what}`;
+  if (!seen.has(line)) problems.push(line);
+  seen.add(line);
+};
 const started = Date.now();
 
 const browser = await chromium.launch({
