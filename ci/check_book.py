@@ -11,7 +11,9 @@ Includes and code
   make the page call the playground over the network);
 - every example program is included by some page, and every chapter includes its examples;
 - every page under src/ is listed in SUMMARY.md (fragments under src/*/ are included instead);
-- every test a page names as `tests/FILE.rs::name` (or `examples/...::name`) exists.
+- every test a page names as `tests/FILE.rs::name` (or `examples/...::name`) exists, and
+  every `cargo run/test --example NAME` or `--test NAME` a page tells the reader to type
+  names an example or test file that exists.
 
 Workshop kit (every chapter src/chNN-*.md)
 - starts with a duration line under its title: `> **Duration:** N minutes (...)`;
@@ -138,6 +140,17 @@ for main in sorted(EXAMPLES.glob("*/main.rs")):
 for name, files in examples.items():
     if not any(f.resolve() in included_files for f in files):
         problem(f"examples/{name}", "no page includes it: add an {{#include}} to its chapter, or remove the example")
+
+# --- Commands a page tells the reader to type name programs and tests that exist.
+for page, text in texts.items():
+    for match in re.finditer(r"cargo (?:run|test|build)\b[^`\n]*?--(example|test) ([\w-]+)", text):
+        kind, name = match.groups()
+        if name.isupper():
+            continue  # a placeholder such as `--example NAME`
+        exists = name in examples if kind == "example" else (ROOT / "tests" / f"{name}.rs").exists()
+        if not exists:
+            where = "examples/" if kind == "example" else "tests/"
+            problem(page.relative_to(ROOT), f"line {line_of(text, match.start())}: `--{kind} {name}`, but there is no {where}{name}")
 
 # --- Exercises: a starter with todo!() and a tested solution beside it.
 for name in sorted(examples):

@@ -17,7 +17,7 @@ if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUD
 apt_updated=""
 apt_install() {
   if [ "$(uname -s)" = "Darwin" ]; then
-    die "on macOS install these yourself: brew install $* (redis for redis-server)"
+    die "on macOS, install it with Homebrew: brew install ${*/redis-server/redis}, then run ci/setup.sh again"
   fi
   command -v apt-get >/dev/null || die "no apt-get here: install $* with your package manager"
   [ "$SUDO" != none ] || die "installing $* needs root or sudo"

@@ -27,7 +27,7 @@ GOOD = {
 
         > **Duration:** 15 minutes, including the install.
 
-        Text.
+        Text. Then `cargo run --example ch01_topic` and `cargo test --test ch01_topic`.
         """,
     "src/ch01-topic.md": """\
         # A chapter
@@ -144,6 +144,10 @@ BROKEN = [
     ("solution without tests", "examples/ch01_solution.rs", "#[cfg(test)]", "", "#[cfg(test)] module"),
     ("no solution file", "examples/ch01_solution.rs", "", None, "has no solution"),
     ("test named but missing", "tests/ch01_topic.rs", "fn it_works", "fn it_worked", "no fn it_works"),
+    ("command names a missing example", "src/running-the-lab.md", "Text.", "`cargo run --example ch01_nope`",
+     "`--example ch01_nope`, but there is no examples/ch01_nope"),
+    ("command names a missing test", "src/running-the-lab.md", "Text.", "`cargo test --test nope`",
+     "there is no tests/nope"),
     ("page not in summary", "src/extra.md", None, "# Extra\n", "not listed in SUMMARY.md"),
     ("guide minutes differ", GUIDE, "| 40 |", "| 45 |", "but the chapter says 40"),
     ("guide clock wrong", GUIDE, "| 09:55 |", "| 09:50 |", "the row above ends at 09:55"),
