@@ -8,6 +8,7 @@
 //   - no page error: no uncaught exception, no console error, no failed or 4xx/5xx request,
 //     and no request leaving localhost (the workshop room has no network);
 //   - every ```mermaid diagram rendered to an <svg> (and not to mermaid's "Syntax error");
+//   - <details> blocks (speaker notes, solutions) start collapsed; no code block has a Run button;
 //   - the sidebar lists every page of SUMMARY.md;
 //   - search finds `on_message`;
 //   - the print page holds every chapter's title and all their diagrams.
@@ -126,6 +127,12 @@ for (const file of pages) {
   if (!titles[file]) problem(file, "no <h1> title in the page");
   const [blocks] = await mermaid(page, file);
   diagrams += blocks;
+  // Speaker notes and solutions start collapsed; nothing offers to run code on the playground
+  // (the book's code needs the lab and a Redis server, and the room has no network).
+  const open_details = await page.locator("main details[open]").count();
+  if (open_details > 0) problem(file, `${open_details} <details> block(s) open on load: speaker notes and solutions start collapsed`);
+  const play = await page.locator("main .play-button").count();
+  if (play > 0) problem(file, `${play} code block(s) with a Run button: mark them rust,ignore or rust,noplayground`);
   for (const error of errors) problem(file, error);
   // Screenshots: "Running the lab" (the reader's first steps) and the first chapter with a diagram.
   if (file === "running-the-lab.html" || (blocks > 0 && !shots.some((s) => s.diagram))) {
