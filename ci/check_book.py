@@ -20,7 +20,8 @@ Workshop kit (every chapter src/chNN-*.md)
 - has speaker notes: `<details><summary>Speaker notes</summary> ... </details>`;
 - has an "Exercise" section that includes its starter examples/chNN_exercise*.rs in a code
   block, and includes the solution examples/chNN_solution*.rs only inside a
-  `<details><summary>Solution...</summary>` block; links to the claims appendix;
+  `<details><summary>Solution...</summary>` block; links to the claims appendix, and has
+  rows in src/claims/chNN.md, each naming a #[test] fn that exists;
 - every <details> is closed (an open one swallows the rest of the page).
 - every examples/chNN_exercise*.rs has `todo!()` where the learner works and a
   chNN_solution*.rs beside it with a `#[cfg(test)]` module holding at least one test.
@@ -48,6 +49,7 @@ INCLUDE = re.compile(r"\{\{#(?:include|rustdoc_include)\s+([^}:\s]+)(?::([A-Za-z
 FENCE = re.compile(r"^(```+)([^\n`]*)\n(.*?)^\1[ \t]*$", re.S | re.M)
 TEST_REF = re.compile(r"`((?:tests|examples)/[\w./-]+\.rs)::(\w+)`")
 CHAPTER = re.compile(r"^ch(\d\d)-")
+TEST_FN = r"#\[(?:tokio::)?test\b[^\]]*\]\s*(?:#\[[^\]]*\]\s*)*(?:pub\s+)?(?:async\s+)?fn {name}\b"
 DURATION = re.compile(r"^> \*\*Duration:\*\* (\d+) minutes\b")
 SPEAKER_NOTES = re.compile(r"<details>\s*<summary>\s*Speaker notes\s*</summary>", re.I)
 EXERCISE_HEADING = re.compile(r"^#{2,4} .*\bExercises?\b", re.M | re.I)
@@ -116,6 +118,8 @@ for page, text in texts.items():
             problem(rel, f"line {line}: a {body.count(chr(10))}-line rust block is pasted; include it from a compiled file by anchor")
         if not PLAYGROUND_OFF & set(info[1:]):
             problem(rel, f"line {line}: ```{block.group(2).strip()} would get a Run button, but this book's code cannot run in the Rust playground: write ```rust,ignore (or rust,noplayground)")
+    # A claim is checked by a test: in the claims table a named fn must be a #[test].
+    is_claims = page.parent.name == "claims" or page.name == "appendix-claims.md"
     for match in TEST_REF.finditer(text):
         path, name = match.groups()
         target = ROOT / path
@@ -123,6 +127,12 @@ for page, text in texts.items():
             problem(rel, f"names {path}::{name}, but {path} does not exist")
         elif not re.search(rf"\bfn {name}\b", target.read_text()):
             problem(rel, f"names {path}::{name}, but there is no fn {name} in {path}")
+        elif is_claims and not re.search(TEST_FN.format(name=name), target.read_text()):
+            problem(rel, f"names {path}::{name} as the check of a claim, but fn {name} is not a #[test] / #[tokio::test]")
+    if page.parent.name == "claims":
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip() and not (line.startswith("|") and TEST_REF.search(line)):
+                problem(rel, f"line {number}: a claims row is `| claim | \`tests/FILE.rs::test_fn\` |`: this one names no test")
     opened, closed = len(re.findall(r"<details\b", text)), len(re.findall(r"</details>", text))
     if opened != closed:
         problem(rel, f"{opened} <details> but {closed} </details>: they must pair up (an unclosed block hides the rest of the page)")
@@ -187,6 +197,9 @@ for page in pages:
         problem(where, "no duration line: put `> **Duration:** N minutes (what the time is spent on)` right under the title")
     if not SPEAKER_NOTES.search(text):
         problem(where, "no speaker notes: add `<details><summary>Speaker notes</summary> ... </details>`")
+    claims = SRC / "claims" / f"ch{nn}.md"
+    if not claims.exists() or not TEST_REF.search(claims.read_text()):
+        problem(where, f"no claims: add rows `| claim | \`tests/ch{nn}_topic.rs::test_fn\` |` to src/claims/ch{nn}.md")
     if "appendix-claims.md" not in text:
         problem(where, "no link to the claims appendix (appendix-claims.md)")
     heading = EXERCISE_HEADING.search(text)

@@ -71,6 +71,9 @@ GOOD = {
 
         | claim | test |
         |---|---|
+        {{#include claims/ch01.md}}
+        """,
+    "src/claims/ch01.md": """\
         | it works | `tests/ch01_topic.rs::it_works` |
         """,
     "src/instructor-guide.md": """\
@@ -115,7 +118,11 @@ GOOD = {
         """,
     "tests/ch01_topic.rs": """\
         #[test]
-        fn it_works() {}
+        fn it_works() {
+            helper();
+        }
+
+        fn helper() {}
         """,
 }
 
@@ -148,6 +155,9 @@ BROKEN = [
      "`--example ch01_nope`, but there is no examples/ch01_nope"),
     ("command names a missing test", "src/running-the-lab.md", "Text.", "`cargo test --test nope`",
      "there is no tests/nope"),
+    ("claim checked by a helper", "src/claims/ch01.md", "::it_works`", "::helper`", "fn helper is not a #[test]"),
+    ("claims row without test", "src/claims/ch01.md", "`tests/ch01_topic.rs::it_works`", "see chapter 1", "names no test"),
+    ("chapter without claims", "src/claims/ch01.md", None, "", "no claims: add rows"),
     ("page not in summary", "src/extra.md", None, "# Extra\n", "not listed in SUMMARY.md"),
     ("guide minutes differ", GUIDE, "| 40 |", "| 45 |", "but the chapter says 40"),
     ("guide clock wrong", GUIDE, "| 09:55 |", "| 09:50 |", "the row above ends at 09:55"),
