@@ -19,6 +19,7 @@
 //! Nothing here subscribes: how to consume Pub/Sub is the subject of the book, so it lives in
 //! `examples/`.
 
+pub mod cluster;
 pub mod connect;
 pub mod example;
 pub mod gaps;
