@@ -19,6 +19,25 @@
     const theme = lastThemeWasLight ? 'default' : 'dark';
     mermaid.initialize({ startOnLoad: true, theme });
 
+    // Added to mdbook-mermaid 0.17.1's file: print.html calls window.print() 100ms after
+    // 'load', when mermaid (which starts on 'load' too) may not have drawn every diagram yet,
+    // and an undrawn diagram prints as its source. Make print wait until each diagram is an
+    // <svg> (mermaid draws a "Syntax error" one for a broken diagram), for 10s at most.
+    // ci/browser/browser-test.mjs checks that print.html prints with every diagram drawn.
+    const print = window.print.bind(window);
+    window.print = () => {
+        const deadline = Date.now() + 10000;
+        const printWhenDrawn = () => {
+            const undrawn = [...document.querySelectorAll('pre.mermaid')].some((el) => !el.querySelector('svg'));
+            if (undrawn && Date.now() < deadline) {
+                window.setTimeout(printWhenDrawn, 50);
+            } else {
+                print();
+            }
+        };
+        printWhenDrawn();
+    };
+
     // Simplest way to make mermaid re-render the diagrams in the new theme is via refreshing the page
 
     for (const darkTheme of darkThemes) {

@@ -11,7 +11,8 @@
 //   - <details> blocks (speaker notes, solutions) start collapsed; no code block has a Run button;
 //   - the sidebar lists every page of SUMMARY.md;
 //   - search finds `on_message`;
-//   - the print page holds every chapter's title and all their diagrams.
+//   - the print page holds every chapter's title and all their diagrams, drawn before it
+//     calls window.print().
 // Saves screenshots of two chapters in SCREENSHOT_DIR. Exits 1 with one line per problem.
 import { chromium } from "playwright-core";
 import fs from "node:fs";
@@ -83,10 +84,16 @@ async function open(file) {
   page.on("response", (response) => {
     if (response.status() >= 400) errors.push(`HTTP ${response.status()} for ${response.url()}`);
   });
-  // print.html calls window.print() once loaded; in headless Chromium that is a no-op, but
-  // replace it anyway so that the test never waits on a print dialog.
+  // print.html calls window.print() 100ms after it loaded. Replace it (no print dialog in a
+  // test) by a recorder of how many diagrams were drawn when it was called: a diagram that is
+  // still mermaid source at that moment is printed as source.
   await page.addInitScript(() => {
-    window.print = () => {};
+    window.print = () => {
+      window.__printed = {
+        drawn: document.querySelectorAll("pre.mermaid svg").length,
+        blocks: document.querySelectorAll("pre.mermaid").length,
+      };
+    };
   });
   const response = await page.goto(`${base}/${file}`, { waitUntil: "load", timeout: TIMEOUT_MS });
   if (!response || !response.ok()) problem(file, `HTTP ${response?.status()}`);
@@ -198,6 +205,11 @@ if (shots.length < 2) {
   }
   const [blocks] = await mermaid(page, "print.html");
   if (blocks !== diagrams) problem("print.html", `${blocks} diagram(s), the chapters have ${diagrams}`);
+  await page.waitForFunction(() => window.__printed, null, { timeout: TIMEOUT_MS }).catch(() => {});
+  const printed = await page.evaluate(() => window.__printed);
+  if (!printed) problem("print.html", "never called window.print()");
+  else if (printed.drawn < printed.blocks)
+    problem("print.html", `window.print() came when ${printed.drawn} of ${printed.blocks} diagram(s) were drawn: the rest would print as source`);
   console.log(`  print.html: ${headings.size} chapter titles, ${blocks} diagram(s)`);
   await page.close();
 }
