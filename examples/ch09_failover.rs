@@ -40,6 +40,8 @@ struct ChannelReport {
 struct PublishLog {
     /// The reply of each SPUBLISH, in sequence order: `Some(n)` subscribers, `None` an error.
     replies: Vec<Option<u64>>,
+    /// The longest wait for one reply.
+    max_latency: Duration,
 }
 
 #[tokio::main]
@@ -57,18 +59,38 @@ async fn main() -> Result<()> {
     let rate_per_channel = lab::scaled(500.0, 300.0);
     let tail = Duration::from_secs(lab::scaled(5, 2));
 
-    for (scenario, resubscribe) in [
-        ("failover-library-only", false),
-        ("failover-app-resubscribe", true),
+    // The same master comes back on its address; then a replica takes over, twice.
+    for (scenario, fault, resubscribe) in [
+        ("restart-library-only", Fault::Restart, false),
+        ("failover-library-only", Fault::Failover, false),
+        ("failover-app-resubscribe", Fault::Failover, true),
     ] {
-        run(&mut cluster, scenario, resubscribe, rate_per_channel, tail).await?;
+        run(
+            &mut cluster,
+            scenario,
+            fault,
+            resubscribe,
+            rate_per_channel,
+            tail,
+        )
+        .await?;
     }
     Ok(())
+}
+
+/// What happens to the victim master.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fault {
+    /// SIGKILL, then started again at once on the same port (before anyone fails it over).
+    Restart,
+    /// SIGKILL, and it stays dead: its replica is promoted.
+    Failover,
 }
 
 async fn run(
     cluster: &mut RedisCluster,
     scenario: &str,
+    fault: Fault,
     resubscribe: bool,
     rate_per_channel: f64,
     tail: Duration,
@@ -130,7 +152,11 @@ async fn run(
     ));
 
     // Publishers: one task per channel, one SPUBLISH per tick, on their own cluster client.
-    let publisher_client = ClusterClientBuilder::new(urls).build()?;
+    let publisher_client = ClusterClientBuilder::new(urls)
+        // A SPUBLISH stuck on the dead master becomes an error after 1 s, and the next
+        // message goes out, instead of this channel's publisher waiting out the failover.
+        .overall_response_timeout(Some(Duration::from_secs(1)))
+        .build()?;
     let publisher_con = publisher_client.get_async_connection().await?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut publishers = Vec::new();
@@ -143,15 +169,22 @@ async fn run(
         )));
     }
 
-    // Let messages flow, kill the victim, wait for its replica to take over, keep going.
+    // Let messages flow, kill the victim, wait for the cluster to be whole again, keep going.
     tokio::time::sleep(Duration::from_secs(1)).await;
+    // ANCHOR: kill
     cluster.kill(victim_port)?;
     let killed_at = started.elapsed();
-    let promoted_after = tokio::task::block_in_place(|| {
-        cluster.wait_for_failover(victim_port, Duration::from_secs(30))
+    let recovered_after = tokio::task::block_in_place(|| match fault {
+        Fault::Restart => {
+            cluster.restart(victim_port)?;
+            cluster.wait_healthy(Duration::from_secs(30))
+        }
+        Fault::Failover => cluster.wait_for_failover(victim_port, Duration::from_secs(30)),
     })?;
+    // ANCHOR_END: kill
     tokio::time::sleep(tail).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let stopped_at = started.elapsed();
     let mut logs = HashMap::new();
     for (channel, publisher) in channels.iter().zip(publishers) {
         logs.insert(channel.clone(), publisher.await??);
@@ -167,13 +200,23 @@ async fn run(
         // The router is gone, so every stream ends and every consumer returns.
         let report = consumer.await?;
         let log = &logs[&channel];
-        total.add(&channel == &victim_channel, &report, log, killed_at);
+        total.add(
+            channel == victim_channel,
+            &report,
+            log,
+            killed_at,
+            stopped_at,
+        );
     }
     let disconnections = disconnections.lock().unwrap().clone();
     println!(
-        "{scenario}: killed the master on port {victim_port} at {killed_at:.1?}; a replica \
-         took over {promoted_after:.1?} later; Disconnection pushes at {disconnections:?}; \
-         at the end, the subscription to its channel was on (port, clients): {holders:?}"
+        "{scenario}: killed the master on port {victim_port} at {killed_at:.1?}; {} \
+         {recovered_after:.1?} later; Disconnection pushes at {disconnections:?}; \
+         at the end, the subscription to its channel was on (port, clients): {holders:?}",
+        match fault {
+            Fault::Restart => "it was back",
+            Fault::Failover => "a replica took over",
+        }
     );
     total
         .result(scenario)
@@ -181,8 +224,10 @@ async fn run(
         .with("lost_other_shards", total.lost_others)
         .with("gaps", total.gaps)
         .with("resumed_after_ms", total.resumed_after_ms())
-        .with("promoted_after_ms", promoted_after.as_millis())
+        .with("recovered_after_ms", recovered_after.as_millis())
         .with("disconnect_pushes", disconnections.len())
+        .with("silent_channels", total.silent_channels)
+        .with("max_publish_ms", total.max_publish_latency.as_millis())
         .with("publish_errors", total.publish_errors)
         .with("replied_0", total.replied_zero)
         .with("replied_0_delivered", total.replied_zero_delivered)
@@ -276,6 +321,7 @@ async fn publish(
     let mut seq = 0u64;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         ticks.tick().await;
+        let sent_at = Instant::now();
         // ANCHOR: spublish
         let reply: redis::RedisResult<u64> = redis::cmd("SPUBLISH")
             .arg(&channel)
@@ -283,6 +329,7 @@ async fn publish(
             .query_async(&mut con)
             .await;
         // ANCHOR_END: spublish
+        log.max_latency = log.max_latency.max(sent_at.elapsed());
         log.replies.push(reply.ok());
         seq += 1;
     }
@@ -303,10 +350,26 @@ struct ResultTotals {
     replied_zero: u64,
     replied_zero_delivered: u64,
     replied_one_lost: u64,
+    silent_channels: u64,
+    max_publish_latency: Duration,
 }
 
 impl ResultTotals {
-    fn add(&mut self, victim: bool, report: &ChannelReport, log: &PublishLog, killed_at: Duration) {
+    fn add(
+        &mut self,
+        victim: bool,
+        report: &ChannelReport,
+        log: &PublishLog,
+        killed_at: Duration,
+        stopped_at: Duration,
+    ) {
+        // A channel that said nothing in the last second while its publisher kept sending:
+        // the subscriber can see that much without any sequence number.
+        let last_arrival = report.arrivals.last().map_or(Duration::ZERO, |(_, at)| *at);
+        if last_arrival + Duration::from_secs(1) < stopped_at {
+            self.silent_channels += 1;
+        }
+        self.max_publish_latency = self.max_publish_latency.max(log.max_latency);
         let sent = log.replies.len() as u64;
         let mut tally = Tally::new(sent);
         for &seq in &report.tally_seqs {

@@ -231,6 +231,49 @@ impl RedisCluster {
             .kill()
     }
 
+    /// Start the node on `port` again (after [`kill`](Self::kill)): same port, same
+    /// `nodes.conf`, so it rejoins as the node it was, if no replica has taken over meanwhile.
+    pub fn restart(&mut self, port: u16) -> Result<()> {
+        self.nodes
+            .get_mut(&port)
+            .ok_or_else(|| anyhow!("no cluster node on port {port}"))?
+            .restart()
+    }
+
+    /// Wait until every running node says `cluster_state:ok` and no node sees a running node
+    /// as failing. Returns how long that took.
+    pub fn wait_healthy(&mut self, timeout: Duration) -> Result<Duration> {
+        let started = Instant::now();
+        loop {
+            if self.healthy().unwrap_or(false) {
+                return Ok(started.elapsed());
+            }
+            if started.elapsed() > timeout {
+                bail!(
+                    "the cluster was not healthy within {timeout:?}; it says:\n{}",
+                    self.describe()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn healthy(&mut self) -> Result<bool> {
+        let running = self.running_ports();
+        for &port in &running {
+            if !cluster_info(port)?.contains("cluster_state:ok") {
+                return Ok(false);
+            }
+            let failing = cluster_nodes(port)?
+                .into_iter()
+                .any(|node| running.contains(&node.port) && node.is_failing());
+            if failing {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// After [`kill`](Self::kill)ing the master on `dead_port`: wait until another node serves
     /// all of its slots and every running node says `cluster_state:ok`. Returns how long that
     /// took from the call.

@@ -1,0 +1,174 @@
+//! Chapter 9's claims, checked on a local Redis Cluster (redis-server 7.0, redis 1.8.1).
+//!
+//! Each test starts its own 6-node cluster (about 7 s to settle). The example tests run the
+//! chapter's programs in quick mode and read their RESULT lines, so the numbers the chapter
+//! shows and the numbers checked here come from the same code.
+
+use std::net::TcpStream;
+
+use lab::cluster::RedisCluster;
+use lab::report::{ResultLine, find};
+
+fn run_example(name: &str) -> Vec<ResultLine> {
+    let run = lab::example::run_with_env(name, &[], &[("LAB_QUICK", "1")]).unwrap();
+    let results = run.results().unwrap();
+    println!("{}", run.stdout());
+    results
+}
+
+fn extra_u64(result: &ResultLine, key: &str) -> u64 {
+    result.get_f64(key).unwrap() as u64
+}
+
+#[test]
+fn the_lab_cluster_settles_with_every_replica_linked_and_stops_on_drop() {
+    let mut cluster = RedisCluster::start(3, 1).unwrap();
+    let nodes = cluster.nodes().unwrap();
+    assert_eq!(nodes.len(), 6);
+    let masters: Vec<_> = nodes.iter().filter(|node| node.is_master).collect();
+    assert_eq!(masters.len(), 3);
+    let slots: u32 = masters
+        .iter()
+        .flat_map(|master| &master.slots)
+        .map(|&(first, last)| u32::from(last - first) + 1)
+        .sum();
+    assert_eq!(slots, 16384);
+    for master in &masters {
+        // Every master has its replica: `start` waited for master_link_status:up.
+        let replica = cluster.replica_of(master.port).unwrap();
+        assert_ne!(replica, master.port);
+    }
+    // Channel names land where CLUSTER KEYSLOT says, spread over every shard.
+    let shards = cluster.channels_per_shard("ch09:test", 2).unwrap();
+    assert_eq!(shards.len(), 3);
+    for (names, &master) in shards.iter().zip(&cluster.master_ports().unwrap()) {
+        for name in names {
+            assert_eq!(cluster.master_of(name).unwrap(), master);
+        }
+    }
+    let ports = cluster.ports();
+    drop(cluster);
+    for port in ports {
+        assert!(
+            TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "node on port {port} still answers after the cluster was dropped"
+        );
+    }
+}
+
+#[test]
+fn cluster_examples_refuse_redis_url_with_a_clear_message() {
+    for name in ["ch09_sharded", "ch09_failover"] {
+        let run = lab::example::run_with_env(
+            name,
+            &[],
+            &[
+                ("LAB_QUICK", "1"),
+                ("REDIS_URL", "redis://:hunter2@127.0.0.1:6379/"),
+            ],
+        )
+        .unwrap();
+        assert!(!run.output.status.success(), "{name} ran against REDIS_URL");
+        let stderr = run.stderr();
+        assert!(stderr.contains("Redis Cluster of its own"), "{stderr}");
+        assert!(!stderr.contains("hunter2"), "{name} printed the password");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn sharded_pubsub_delivers_every_message_and_classic_publish_is_broadcast() {
+    let results = run_example("ch09_sharded");
+
+    // 10,000 messages over 12 channels, 4 on each of the 3 shards: every one arrives.
+    let all = find(&results, "sharded-all-shards", lab::REDIS_CURRENT).unwrap();
+    assert_eq!((all.sent, all.received, all.lost), (10_000, 10_000, 0));
+    assert_eq!(all.get("shards"), Some("3"));
+
+    // Same load in one slot, then spread over three shards: nothing lost either way, and
+    // the busiest node works less when the channels are spread.
+    let one = find(&results, "throughput-1-shard", lab::REDIS_CURRENT).unwrap();
+    let three = find(&results, "throughput-3-shards", lab::REDIS_CURRENT).unwrap();
+    assert_eq!((one.lost, three.lost), (0, 0));
+    assert!(one.get_f64("msg_per_s").unwrap() > 0.0 && three.get_f64("msg_per_s").unwrap() > 0.0);
+    let busiest_one = one.get_f64("busiest_node_cpu_ms").unwrap();
+    let busiest_three = three.get_f64("busiest_node_cpu_ms").unwrap();
+    assert!(
+        busiest_three < busiest_one,
+        "busiest node: {busiest_three} ms with 3 shards, {busiest_one} ms with 1"
+    );
+
+    // Classic PUBLISH is forwarded over the cluster bus to the 5 other nodes; SPUBLISH only
+    // to the shard's replica. It shows in the nodes' CPU too.
+    let publish = find(&results, "broadcast-publish", lab::REDIS_CURRENT).unwrap();
+    let spublish = find(&results, "broadcast-spublish", lab::REDIS_CURRENT).unwrap();
+    assert_eq!((publish.lost, spublish.lost), (0, 0));
+    let bus_publish = publish.get_f64("bus_msgs_per_publish").unwrap();
+    let bus_spublish = spublish.get_f64("bus_msgs_per_publish").unwrap();
+    assert!(
+        (4.5..=5.5).contains(&bus_publish),
+        "PUBLISH: {bus_publish} bus messages each"
+    );
+    assert!(
+        (0.5..=1.5).contains(&bus_spublish),
+        "SPUBLISH: {bus_spublish} bus messages each"
+    );
+    assert!(
+        publish.get_f64("cluster_cpu_us_per_msg").unwrap()
+            > spublish.get_f64("cluster_cpu_us_per_msg").unwrap()
+    );
+
+    // SPUBLISH's reply counts the subscribers of the node that ran it: a subscriber on the
+    // replica got every message while every reply said 0.
+    let reply = find(
+        &results,
+        "spublish-reply-replica-subscriber",
+        lab::REDIS_CURRENT,
+    )
+    .unwrap();
+    assert_eq!(reply.lost, 0);
+    assert_eq!(extra_u64(reply, "replied_0"), reply.sent);
+}
+
+#[test]
+fn after_a_failover_only_the_application_resubscribe_brings_the_shard_back() {
+    let results = run_example("ch09_failover");
+
+    // The same master back on its address: the library reconnects and resubscribes by itself.
+    let restart = find(&results, "restart-library-only", lab::REDIS_CURRENT).unwrap();
+    assert_ne!(restart.get("resumed_after_ms"), Some("never"), "{restart}");
+    assert_eq!(extra_u64(restart, "silent_channels"), 0, "{restart}");
+
+    // A replica takes over and the application does nothing: the library documents that it
+    // resubscribes, but on redis 1.8.1 the failed shard's channel stays silent to the end.
+    let alone = find(&results, "failover-library-only", lab::REDIS_CURRENT).unwrap();
+    assert_eq!(alone.get("resumed_after_ms"), Some("never"), "{alone}");
+    assert!(extra_u64(alone, "lost_victim_shard") >= 300, "{alone}");
+    assert_eq!(extra_u64(alone, "lost_other_shards"), 0, "{alone}");
+    // The gap detector cannot see a loss nothing follows; the subscriber still has two
+    // signals: the Disconnection push, and a channel gone quiet.
+    assert_eq!(alone.noticed, 0, "{alone}");
+    assert!(extra_u64(alone, "disconnect_pushes") >= 1, "{alone}");
+    assert_eq!(extra_u64(alone, "silent_channels"), 1, "{alone}");
+
+    // Resubscribing when the Disconnection push arrives: the channel comes back within
+    // seconds, the gap is small, and the gap detector noticed all of it.
+    let app = find(&results, "failover-app-resubscribe", lab::REDIS_CURRENT).unwrap();
+    let resumed: f64 = app
+        .get("resumed_after_ms")
+        .unwrap()
+        .parse()
+        .unwrap_or(f64::MAX);
+    assert!(resumed < 3_000.0, "{app}");
+    assert_eq!(app.silent_loss(), 0, "{app}");
+    assert!(app.lost <= app.sent / 20, "{app}");
+    assert_eq!(extra_u64(app, "silent_channels"), 0, "{app}");
+    assert_eq!(extra_u64(app, "lost_other_shards"), 0, "{app}");
+
+    // During the failover, SPUBLISH mostly did not fail: it replied 0 (executed by the
+    // replica, which had no subscriber), and those messages were lost.
+    assert!(
+        extra_u64(alone, "replied_0") >= extra_u64(alone, "lost_victim_shard") / 2,
+        "{alone}"
+    );
+}
