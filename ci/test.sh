@@ -39,6 +39,8 @@ report() {
   fi
   if [ $status -ne 0 ]; then
     printf '\nci/test.sh FAILED in step: %s (exit %d)\n' "$current_failed" "$status" >&2
+  else
+    printf '\nci/test.sh: all checks passed in %ds\n' $((SECONDS - started))
   fi
 }
 trap report EXIT
@@ -87,6 +89,3 @@ else
   echo "SKIPPED (LAB_BROWSER=$LAB_BROWSER): CI runs it; unset LAB_BROWSER to run it here"
 fi
 
-finish_step
-current=""
-printf 'ci/test.sh: all checks passed in %ds\n' $((SECONDS - started))
