@@ -29,7 +29,10 @@ const SEARCH_TERM = "on_message";
 const TIMEOUT_MS = 20_000;
 
 // The pages a reader can reach from the table of contents, in order: `[Title](file.md)`.
-const summary = fs.readFileSync(path.join(root, "src/SUMMARY.md"), "utf8");
+// The book's sources sit beside its output (mdBook's default); else this repository's.
+const besideBook = path.join(path.dirname(path.resolve(bookDir)), "src/SUMMARY.md");
+const summaryPath = fs.existsSync(besideBook) ? besideBook : path.join(root, "src/SUMMARY.md");
+const summary = fs.readFileSync(summaryPath, "utf8");
 const pages = [...summary.matchAll(/\]\(([^)]+)\.md\)/g)].map((m) => `${m[1]}.html`);
 if (pages.length === 0) {
   console.error("browser test: no pages found in src/SUMMARY.md");
