@@ -10,6 +10,8 @@
 //! cargo run --example ch09_sharded [-- --quick]
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -190,6 +192,8 @@ struct LoadRun {
     received: u64,
     noticed: u64,
     took: Duration,
+    /// `Disconnection` pushes: a node connection of the subscriber dropped.
+    disconnects: u64,
 }
 
 impl LoadRun {
@@ -201,6 +205,7 @@ impl LoadRun {
             self.received,
             self.noticed,
         )
+        .with("disconnects", self.disconnects)
     }
 
     fn msg_per_s(&self) -> u64 {
@@ -260,19 +265,31 @@ async fn run_load(
             share(i),
         )));
     }
-    let router = tokio::spawn(async move {
-        while let Some(push) = pushes.recv().await {
-            let kind = push.kind.clone();
-            if let (
-                PushKind::SMessage | PushKind::Message,
-                [Value::BulkString(ch), Value::BulkString(payload)],
-            ) = (kind, push.data.as_slice())
-                && let Some(tx) = routes.get(ch)
-            {
-                let _ = tx.send(payload.clone());
+    // The router also remembers when the last push came, and counts dropped connections.
+    let last_push = Arc::new(Mutex::new(Instant::now()));
+    let disconnects = Arc::new(AtomicU64::new(0));
+    let router = {
+        let (last_push, disconnects) = (last_push.clone(), disconnects.clone());
+        tokio::spawn(async move {
+            while let Some(push) = pushes.recv().await {
+                *last_push.lock().unwrap() = Instant::now();
+                match (push.kind, push.data.as_slice()) {
+                    (
+                        PushKind::SMessage | PushKind::Message,
+                        [Value::BulkString(channel), Value::BulkString(payload)],
+                    ) => {
+                        if let Some(tx) = routes.get(channel) {
+                            let _ = tx.send(payload.clone());
+                        }
+                    }
+                    (PushKind::Disconnection, _) => {
+                        disconnects.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
             }
-        }
-    });
+        })
+    };
     // ANCHOR_END: demux
 
     let publisher_con = ClusterClientBuilder::new(urls)
@@ -296,6 +313,15 @@ async fn run_load(
     for publisher in publishers {
         sent += publisher.await?.context("publishing")?.sent;
     }
+    // Pub/Sub never says "that was the last one": wait until every channel has all of its
+    // messages, or nothing at all came for 2 s. Then stop the router: its senders are
+    // dropped, so every channel's stream ends once drained.
+    while !counters.iter().all(|counter| counter.is_finished())
+        && last_push.lock().unwrap().elapsed() < Duration::from_secs(2)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    router.abort();
     let mut received = 0;
     let mut noticed = 0;
     let mut last_arrival = started;
@@ -305,32 +331,32 @@ async fn run_load(
         noticed += gaps_noticed;
         last_arrival = last_arrival.max(last);
     }
-    router.abort();
     drop(subscriber);
     Ok(LoadRun {
         sent,
         received,
         noticed,
         took: last_arrival - started,
+        disconnects: disconnects.load(Ordering::Relaxed),
     })
 }
 
-/// Count one channel's messages until all arrived or nothing came for 2 s.
+/// Count one channel's messages until all arrived or its stream ends.
 async fn count(messages: UnboundedReceiverStream<Vec<u8>>, expected: u64) -> (Tally, u64, Instant) {
     let mut checked = DetectGaps::new(messages, |p: &Vec<u8>| lab::seq_of(p).ok()).starting_at(0);
     let mut tally = Tally::new(expected);
     let mut noticed = 0;
     let mut last = Instant::now();
     while tally.received() < expected {
-        match tokio::time::timeout(Duration::from_secs(2), checked.next()).await {
-            Ok(Some(Ok(payload))) => {
+        match checked.next().await {
+            Some(Ok(payload)) => {
                 if let Ok(seq) = lab::seq_of(&payload) {
                     tally.record(seq);
                     last = Instant::now();
                 }
             }
-            Ok(Some(Err(gap))) => noticed += gap.len(),
-            Ok(None) | Err(_) => break,
+            Some(Err(gap)) => noticed += gap.len(),
+            None => break,
         }
     }
     (tally, noticed, last)

@@ -84,6 +84,7 @@ fn sharded_pubsub_delivers_every_message_and_classic_publish_is_broadcast() {
     let all = find(&results, "sharded-all-shards", lab::REDIS_CURRENT).unwrap();
     assert_eq!((all.sent, all.received, all.lost), (10_000, 10_000, 0));
     assert_eq!(all.get("shards"), Some("3"));
+    assert_eq!(all.get("disconnects"), Some("0"));
 
     // Same load in one slot, then spread over three shards: nothing lost either way, and
     // the busiest node works less when the channels are spread.
