@@ -1,0 +1,70 @@
+//! Chapter 1 exercise, solved: the subscriber below runs on redis 0.25.5, where calling
+//! `on_message()` for every message loses most of a burst. Keeping one stream for the whole
+//! run receives every message, on the old release too.
+//!
+//! cargo run --example ch01_solution
+//! cargo test --example ch01_solution
+
+// `aio::Connection` is deprecated in 0.25.5; the exercise is about that old release.
+#![allow(deprecated)]
+
+use std::time::Duration;
+
+use anyhow::Result;
+use futures::StreamExt;
+use lab::{Publisher, RedisServer, ResultLine, Tally};
+
+// ANCHOR: solution
+/// Receives the messages numbered `0..expected` from `pubsub`, or stops when nothing arrived
+/// for a second or the stream ended.
+async fn consume(pubsub: &mut redis_0_25::aio::PubSub, expected: u64) -> Result<Tally> {
+    let mut tally = Tally::new(expected);
+    // One stream, created once: its read buffer lives as long as the loop does.
+    let mut messages = pubsub.on_message();
+    while tally.received() < expected {
+        match tokio::time::timeout(Duration::from_secs(1), messages.next()).await {
+            Ok(Some(msg)) => tally.record(lab::seq_of(msg.get_payload_bytes())?),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    Ok(tally)
+}
+// ANCHOR_END: solution
+
+/// Subscribes with redis 0.25.5, publishes a burst of `sent` messages, consumes them.
+async fn burst(server: &RedisServer, sent: u64) -> Result<Tally> {
+    let channel = lab::unique_channel("ch01:exercise");
+    let mut pubsub = redis_0_25::Client::open(server.url())?
+        .get_async_connection()
+        .await?
+        .into_pubsub();
+    pubsub.subscribe(&channel).await?;
+    let client = lab::connect::open(server.url()).await?;
+    let mut con = client.get_multiplexed_async_connection().await?;
+    let publisher = Publisher::new(&channel);
+    let publishing = tokio::spawn(async move { publisher.send(&mut con, 0..sent).await });
+    let tally = consume(&mut pubsub, sent).await?;
+    publishing.await??;
+    Ok(tally)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let server = RedisServer::from_env()?;
+    let tally = burst(&server, 1000).await?;
+    println!("missing: {}", tally.missing_summary(5));
+    ResultLine::from_tally("exercise-burst-0ms", lab::REDIS_0_25, &tally, 0).print();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_long_lived_stream_on_0_25_receives_the_whole_burst() {
+        let server = RedisServer::start().unwrap();
+        let tally = burst(&server, 1000).await.unwrap();
+        assert_eq!(tally.lost(), 0, "missing: {}", tally.missing_summary(5));
+    }
+}
