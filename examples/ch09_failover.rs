@@ -59,11 +59,12 @@ async fn main() -> Result<()> {
     let rate_per_channel = lab::scaled(500.0, 300.0);
     let tail = Duration::from_secs(lab::scaled(5, 2));
 
-    // The same master comes back on its address; then a replica takes over, twice.
+    // A replica takes over, twice (each time from a master that never failed before); then
+    // a master dies and comes back on its own address.
     for (scenario, fault, resubscribe) in [
-        ("restart-library-only", Fault::Restart, false),
         ("failover-library-only", Fault::Failover, false),
         ("failover-app-resubscribe", Fault::Failover, true),
+        ("restart-library-only", Fault::Restart, false),
     ] {
         run(
             &mut cluster,
@@ -102,6 +103,7 @@ async fn run(
         .flatten()
         .collect();
     let victim_port = cluster.master_with_replica()?;
+    let replica_port = cluster.replica_of(victim_port)?;
     let victim_channel = {
         let mut found = None;
         for channel in &channels {
@@ -214,8 +216,8 @@ async fn run(
          {recovered_after:.1?} later; Disconnection pushes at {disconnections:?}; \
          at the end, the subscription to its channel was on (port, clients): {holders:?}",
         match fault {
-            Fault::Restart => "it was back",
-            Fault::Failover => "a replica took over",
+            Fault::Restart => "it was back".to_string(),
+            Fault::Failover => format!("its replica (port {replica_port}) took over"),
         }
     );
     total
@@ -382,14 +384,13 @@ impl ResultTotals {
         self.gaps += tally.missing().len() as u64;
         if victim {
             self.lost_victim += tally.lost();
-            // When the victim's channel came back: the first arrival after the first hole.
-            if let Some(hole) = tally.missing().first() {
-                self.resumed_after = report
-                    .arrivals
-                    .iter()
-                    .find(|(seq, _)| seq > hole.end())
-                    .map(|(_, at)| at.saturating_sub(killed_at));
+            // When the victim's channel came back: the first arrival after the first hole,
+            // or, with no hole, the first arrival after the kill.
+            self.resumed_after = match tally.missing().first() {
+                Some(hole) => report.arrivals.iter().find(|(seq, _)| seq > hole.end()),
+                None => report.arrivals.iter().find(|(_, at)| *at > killed_at),
             }
+            .map(|(_, at)| at.saturating_sub(killed_at));
         } else {
             self.lost_others += tally.lost();
         }
