@@ -57,23 +57,38 @@ fn the_lab_cluster_settles_with_every_replica_linked_and_stops_on_drop() {
 }
 
 #[test]
-fn cluster_examples_refuse_redis_url_with_a_clear_message() {
-    for name in ["ch09_sharded", "ch09_failover"] {
-        let run = lab::example::run_with_env(
-            name,
-            &[],
-            &[
-                ("LAB_QUICK", "1"),
-                ("REDIS_URL", "redis://:hunter2@127.0.0.1:6379/"),
-            ],
-        )
-        .unwrap();
-        assert!(!run.output.status.success(), "{name} ran against REDIS_URL");
+fn cluster_examples_fail_clearly_with_redis_url_or_without_redis_cli() {
+    let clear_failure = |name: &str, env: &[(&str, &str)], expected: &str| {
+        let mut env = env.to_vec();
+        env.push(("LAB_QUICK", "1"));
+        let run = lab::example::run_with_env(name, &[], &env).unwrap();
         let stderr = run.stderr();
-        assert!(stderr.contains("Redis Cluster of its own"), "{stderr}");
+        assert!(
+            !run.output.status.success(),
+            "{name} succeeded with {env:?}"
+        );
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+        stderr
+    };
+    for name in ["ch09_sharded", "ch09_failover", "ch09_solution"] {
+        let stderr = clear_failure(
+            name,
+            &[("REDIS_URL", "redis://:hunter2@127.0.0.1:6379/")],
+            "Redis Cluster of its own",
+        );
         assert!(!stderr.contains("hunter2"), "{name} printed the password");
-        assert!(!stderr.contains("panicked"), "{stderr}");
     }
+    clear_failure(
+        "ch09_sharded",
+        &[("LAB_REDIS_CLI", "/nonexistent/redis-cli")],
+        "`/nonexistent/redis-cli` was not found",
+    );
+    clear_failure(
+        "ch09_sharded",
+        &[("LAB_REDIS_SERVER", "/nonexistent/redis-server")],
+        "`/nonexistent/redis-server` was not found",
+    );
 }
 
 #[test]
