@@ -14,6 +14,7 @@
 //!   passwords, without ever printing a password;
 //! - [`gaps`]: a `Stream` adapter that notices sequence gaps (built in chapter 3);
 //! - [`mem`]: the process's resident memory, for the backpressure chapter;
+//! - [`overflow`]: a bounded queue with an explicit overflow policy (chapter 5);
 //! - [`example`]: run an example program from a test and read its RESULT lines.
 //!
 //! Nothing here subscribes: how to consume Pub/Sub is the subject of the book, so it lives in
@@ -25,6 +26,7 @@ pub mod example;
 pub mod gaps;
 pub mod mem;
 pub mod message;
+pub mod overflow;
 pub mod publish;
 pub mod redact;
 pub mod report;
