@@ -1,0 +1,336 @@
+//! Chapter 8: Pub/Sub, Streams and a list with BLMOVE, measured side by side in one run.
+//!
+//! For each transport, on one server:
+//! - late consumer: N messages are sent while no consumer is there, then one comes: how many
+//!   does it get, and how much server memory did the waiting messages take (INFO memory,
+//!   `used_memory_dataset`)?
+//! - fan-out: two consumers (two subscribers, two consumer groups, two BLMOVE workers): how
+//!   many copies of each message are delivered?
+//! - throughput: one producer, one consumer running, N messages end to end.
+//!
+//! cargo run --release --example ch08_compare
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use lab::{Publisher, ResultLine, Tally};
+use redis::aio::MultiplexedConnection;
+use redis::streams::{StreamReadOptions, StreamReadReply};
+use redis::{AsyncCommands, Direction};
+use tokio::time::{Instant, timeout};
+
+const PAYLOAD: usize = 64;
+/// Stop waiting for more when nothing arrived for this long.
+const QUIET: Duration = Duration::from_millis(300);
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Transport {
+    PubSub,
+    Streams,
+    List,
+}
+
+impl Transport {
+    fn name(self) -> &'static str {
+        match self {
+            Transport::PubSub => "pubsub",
+            Transport::Streams => "streams",
+            Transport::List => "list-blmove",
+        }
+    }
+}
+
+/// One transport's measurements.
+struct Row {
+    transport: Transport,
+    late_received: u64,
+    waiting_bytes: i64,
+    retained_bytes: i64,
+    fanout_copies: u64,
+    msg_per_s: f64,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let server = lab::RedisServer::from_env()?;
+    println!("Redis at {}", server.display_url());
+    let client = lab::connect::open(server.url()).await?;
+    let n = lab::scaled(100_000, 5_000);
+    println!("{n} messages of {PAYLOAD} bytes per measurement\n");
+
+    // Warm-up: the server's first commands allocate a little memory of their own, which
+    // would otherwise show up in the first measurement.
+    {
+        let mut con = client.get_multiplexed_async_connection().await?;
+        for transport in [Transport::PubSub, Transport::Streams, Transport::List] {
+            let key = lab::unique_channel("ch08:cmp:warm-up");
+            consume(&client, transport, &key, "g", 0).await?;
+            send(&mut con, transport, &key, 0..100).await?;
+            let _: () = con.del(&key).await?;
+        }
+    }
+
+    let mut rows = Vec::new();
+    for transport in [Transport::PubSub, Transport::Streams, Transport::List] {
+        let row = measure(&client, transport, n)
+            .await
+            .with_context(|| format!("measuring {}", transport.name()))?;
+        ResultLine::new(
+            &format!("compare-{}", transport.name()),
+            lab::REDIS_CURRENT,
+            n,
+            row.late_received,
+            0,
+        )
+        .with("fanout_copies", row.fanout_copies)
+        .with("msg_per_s", format!("{:.0}", row.msg_per_s))
+        .with("waiting_kb", row.waiting_bytes / 1024)
+        .with("retained_kb", row.retained_bytes / 1024)
+        .print();
+        rows.push(row);
+    }
+    print_table(&rows, n);
+    Ok(())
+}
+
+async fn measure(client: &redis::Client, transport: Transport, n: u64) -> Result<Row> {
+    let mut con = client.get_multiplexed_async_connection().await?;
+
+    // 1. Late consumer: send while nobody listens, then come and read.
+    let key = lab::unique_channel(&format!("ch08:cmp:{}", transport.name()));
+    if transport == Transport::Streams {
+        let () = con.xgroup_create_mkstream(&key, "g1", "$").await?;
+    }
+    let before = used_memory(&mut con).await?;
+    send(&mut con, transport, &key, 0..n).await?;
+    let waiting = used_memory(&mut con).await? - before;
+    let late = consume(client, transport, &key, "g1", n).await?;
+    let retained = used_memory(&mut con).await? - before;
+    let _: () = con.del(&key).await?;
+
+    // 2. Fan-out: two consumers at once, count copies delivered.
+    let key = lab::unique_channel(&format!("ch08:cmp:{}", transport.name()));
+    if transport == Transport::Streams {
+        let () = con.xgroup_create_mkstream(&key, "g1", "$").await?;
+        let () = con.xgroup_create(&key, "g2", "$").await?;
+    }
+    let fanout = n.min(10_000);
+    let groups = ["g1", "g2"];
+    let consumers: Vec<_> = groups
+        .iter()
+        .map(|group| {
+            let (client, key, group) = (client.clone(), key.clone(), group.to_string());
+            tokio::spawn(async move { consume(&client, transport, &key, &group, fanout).await })
+        })
+        .collect();
+    // Give subscribers time to subscribe (Pub/Sub keeps nothing for latecomers).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    send(&mut con, transport, &key, 0..fanout).await?;
+    let mut copies = 0;
+    for consumer in consumers {
+        copies += consumer.await??.received();
+    }
+    let _: () = con.del(&key).await?;
+
+    // 3. Throughput: consumer running, producer sends n, time until the consumer has all.
+    let key = lab::unique_channel(&format!("ch08:cmp:{}", transport.name()));
+    if transport == Transport::Streams {
+        let () = con.xgroup_create_mkstream(&key, "g1", "$").await?;
+    }
+    let consumer = {
+        let (client, key) = (client.clone(), key.clone());
+        tokio::spawn(async move { consume(&client, transport, &key, "g1", n).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    send(&mut con, transport, &key, 0..n).await?;
+    let tally = consumer.await??;
+    // The consumer stops QUIET after the last message when some are missing.
+    let elapsed = started.elapsed();
+    let _: () = con.del(&key).await?;
+
+    Ok(Row {
+        transport,
+        late_received: late.received(),
+        waiting_bytes: waiting,
+        retained_bytes: retained,
+        fanout_copies: copies,
+        msg_per_s: tally.received() as f64 / elapsed.as_secs_f64(),
+    })
+}
+
+// ANCHOR: send
+/// Send `seqs` the way each transport is fed, 1000 commands per pipeline.
+async fn send(
+    con: &mut MultiplexedConnection,
+    transport: Transport,
+    key: &str,
+    seqs: std::ops::Range<u64>,
+) -> Result<()> {
+    if transport == Transport::PubSub {
+        Publisher::new(key)
+            .payload_size(PAYLOAD)
+            .send(con, seqs)
+            .await?;
+        return Ok(());
+    }
+    let seqs: Vec<u64> = seqs.collect();
+    for chunk in seqs.chunks(1000) {
+        let mut pipe = redis::pipe();
+        for &seq in chunk {
+            let payload = lab::numbered(seq, PAYLOAD);
+            match transport {
+                Transport::Streams => pipe.xadd(key, "*", &[("payload", payload)]),
+                _ => pipe.lpush(key, payload),
+            }
+            .ignore();
+        }
+        pipe.exec_async(&mut *con).await?;
+    }
+    Ok(())
+}
+// ANCHOR_END: send
+
+/// Receive up to `n` messages as one consumer, until `QUIET` passes without any.
+async fn consume(
+    client: &redis::Client,
+    transport: Transport,
+    key: &str,
+    group: &str,
+    n: u64,
+) -> Result<Tally> {
+    let mut tally = Tally::new(n);
+    match transport {
+        Transport::PubSub => {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(key).await?;
+            let mut messages = pubsub.on_message();
+            while tally.received() < n {
+                match timeout(QUIET, messages.next()).await {
+                    Ok(Some(msg)) => tally.record(lab::seq_of(msg.get_payload_bytes())?),
+                    _ => break,
+                }
+            }
+        }
+        Transport::Streams => {
+            let mut con = client.get_multiplexed_async_connection().await?;
+            let options = StreamReadOptions::default()
+                .group(group, "c1")
+                .count(1000)
+                .block(100);
+            let mut last = Instant::now();
+            while tally.received() < n && last.elapsed() < QUIET {
+                let reply: Option<StreamReadReply> =
+                    con.xread_options(&[key], &[">"], &options).await?;
+                let mut ids = Vec::new();
+                for message in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+                    let payload: Vec<u8> = message.get("payload").context("no payload")?;
+                    tally.record(lab::seq_of(&payload)?);
+                    ids.push(message.id);
+                }
+                if !ids.is_empty() {
+                    let _: usize = con.xack(key, group, &ids).await?;
+                    last = Instant::now();
+                }
+            }
+        }
+        Transport::List => {
+            // ANCHOR: blmove
+            // The reliable-queue pattern: move each message to a processing list, do the
+            // work, then remove it. A consumer that dies between the two leaves the message
+            // in `processing`, where a janitor can find it.
+            let mut con = client.get_multiplexed_async_connection().await?;
+            let processing = format!("{key}:processing:{group}");
+            let mut last = Instant::now();
+            while tally.received() < n && last.elapsed() < QUIET {
+                let moved: Option<Vec<u8>> = con
+                    .blmove(key, &processing, Direction::Right, Direction::Left, 0.1)
+                    .await?;
+                let Some(payload) = moved else { continue };
+                tally.record(lab::seq_of(&payload)?);
+                let _: usize = con.lrem(&processing, 1, payload).await?;
+                last = Instant::now();
+            }
+            // ANCHOR_END: blmove
+        }
+    }
+    Ok(tally)
+}
+
+/// `used_memory_dataset` from INFO memory, in bytes: `used_memory` minus the server's
+/// overhead (client buffers among it), so that connections opened and closed by the
+/// measurement do not blur what the messages themselves take.
+async fn used_memory(con: &mut MultiplexedConnection) -> Result<i64> {
+    let info: String = redis::cmd("INFO").arg("memory").query_async(con).await?;
+    info.lines()
+        .find_map(|line| line.strip_prefix("used_memory_dataset:"))
+        .and_then(|value| value.trim().parse().ok())
+        .context("INFO memory has no used_memory_dataset line")
+}
+
+fn print_table(rows: &[Row], n: u64) {
+    let cell = |t: Transport, f: &dyn Fn(&Row) -> String| {
+        rows.iter()
+            .find(|r| r.transport == t)
+            .map(f)
+            .unwrap_or_default()
+    };
+    let line = |label: &str, f: &dyn Fn(&Row) -> String| {
+        println!(
+            "| {label} | {} | {} | {} |",
+            cell(Transport::PubSub, f),
+            cell(Transport::Streams, f),
+            cell(Transport::List, f)
+        );
+    };
+    println!();
+    println!("| | Pub/Sub | Streams + consumer group | list + BLMOVE |");
+    println!("|---|---|---|---|");
+    line("delivery guarantee", &|r: &Row| {
+        match r.transport {
+            Transport::PubSub => "at-most-once",
+            Transport::Streams => "at-least-once (XACK, XAUTOCLAIM)",
+            Transport::List => "at-least-once (processing list)",
+        }
+        .to_string()
+    });
+    line(
+        &format!("consumer absent while {n} sent: received later"),
+        &|r: &Row| r.late_received.to_string(),
+    );
+    line("history after consumption", &|r: &Row| {
+        match r.transport {
+            Transport::PubSub => "none",
+            Transport::Streams => "kept until trimmed",
+            Transport::List => "none (removed)",
+        }
+        .to_string()
+    });
+    line(
+        "fan-out: copies delivered to 2 consumers, per message",
+        &|r: &Row| format!("{:.1}", r.fanout_copies as f64 / n.min(10_000) as f64),
+    );
+    line("throughput, 1 producer + 1 consumer (msg/s)", &|r: &Row| {
+        format!("{:.0}", r.msg_per_s)
+    });
+    line(
+        &format!("server memory while {n} wait (INFO used_memory_dataset delta)"),
+        &|r: &Row| format_bytes(r.waiting_bytes, n),
+    );
+    line("server memory after consumption", &|r: &Row| {
+        format_bytes(r.retained_bytes, n)
+    });
+}
+
+fn format_bytes(bytes: i64, n: u64) -> String {
+    if bytes.abs() < 64 * 1024 {
+        format!("{} KB", bytes / 1024)
+    } else {
+        format!(
+            "{:.1} MB ({} B/msg)",
+            bytes as f64 / 1_048_576.0,
+            bytes / n as i64
+        )
+    }
+}
