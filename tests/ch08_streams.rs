@@ -133,3 +133,26 @@ fn comparison_pubsub_streams_list() {
         assert!(result.get_f64("msg_per_s").unwrap() > 100.0, "{result}");
     }
 }
+
+/// `MAXLEN = 1000` keeps exactly 1000 entries; `MAXLEN ~ 1000` keeps at least 1000 and less
+/// than one more internal node (stream-node-max-entries, 100 by default). Trimming ignores
+/// consumer groups: pending entries are deleted, and XAUTOCLAIM reports them as deleted.
+#[test]
+fn maxlen_trimming_exact_approx_and_pending_entries() {
+    let results = run("ch08_trimming", &[]);
+    let exact = find(&results, "maxlen-exact", REDIS_CURRENT).unwrap();
+    let approx = find(&results, "maxlen-approx", REDIS_CURRENT).unwrap();
+    assert_eq!(extra(exact, "xlen"), 1_000, "{exact}");
+    let approx_len = extra(approx, "xlen");
+    assert!((1_000..1_100).contains(&approx_len), "{approx}");
+    let behind = find(&results, "trimmed-while-pending", REDIS_CURRENT).unwrap();
+    assert_eq!(behind.sent, 500);
+    assert_eq!(
+        behind.lost, 500,
+        "every pending entry was trimmed: {behind}"
+    );
+    assert_eq!(
+        behind.noticed, 500,
+        "XAUTOCLAIM reports each as deleted: {behind}"
+    );
+}
