@@ -3,11 +3,15 @@
 //! A 6-node cluster (3 masters, 3 replicas). One sharded channel per shard, one SPUBLISH per
 //! channel every few milliseconds, one cluster subscriber (redis 1.8.1, RESP3, push sender)
 //! whose messages go through `lab::gaps::DetectGaps`, one per channel. A master is killed
-//! (SIGKILL) while messages flow; its replica takes over a few seconds later. Two runs:
+//! (SIGKILL) while messages flow; its replica takes over a few seconds later. Four runs:
 //!
 //! - `failover-library-only`: the application trusts the library to resubscribe;
 //! - `failover-app-resubscribe`: the application resubscribes when the library tells it a
-//!   connection dropped (the `Disconnection` push).
+//!   connection dropped (the `Disconnection` push);
+//! - `failover-library-after-command`: the application does not resubscribe, but sends one
+//!   ordinary command for a key of the failed slot on the subscriber's connection after the
+//!   promotion (does that make the library look at the new topology?);
+//! - `restart-library-only`: the dead master comes back on its own address instead.
 //!
 //! cargo run --example ch09_failover [-- --quick]
 
@@ -57,20 +61,29 @@ async fn main() -> Result<()> {
         cluster.settled_in()
     );
     let rate_per_channel = lab::scaled(500.0, 300.0);
-    let tail = Duration::from_secs(lab::scaled(5, 2));
+    let tail = Duration::from_millis(lab::scaled(5_000, 1_000));
 
-    // A replica takes over, twice (each time from a master that never failed before); then
-    // a master dies and comes back on its own address.
-    for (scenario, fault, resubscribe) in [
-        ("failover-library-only", Fault::Failover, false),
-        ("failover-app-resubscribe", Fault::Failover, true),
-        ("restart-library-only", Fault::Restart, false),
+    // A replica takes over, three times (each time from a master that never failed before);
+    // then a master dies and comes back on its own address.
+    for (scenario, fault, reaction) in [
+        ("failover-library-only", Fault::Failover, Reaction::Nothing),
+        (
+            "failover-app-resubscribe",
+            Fault::Failover,
+            Reaction::Resubscribe,
+        ),
+        (
+            "failover-library-after-command",
+            Fault::Failover,
+            Reaction::CommandAfterPromotion,
+        ),
+        ("restart-library-only", Fault::Restart, Reaction::Nothing),
     ] {
         run(
             &mut cluster,
             scenario,
             fault,
-            resubscribe,
+            reaction,
             rate_per_channel,
             tail,
         )
@@ -88,11 +101,23 @@ enum Fault {
     Failover,
 }
 
+/// What the application does about it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Reaction {
+    /// Trust the library.
+    Nothing,
+    /// Subscribe again to every channel when a `Disconnection` push arrives.
+    Resubscribe,
+    /// No resubscription; after the promotion, one ordinary command for a key of the failed
+    /// slot on the subscriber's connection.
+    CommandAfterPromotion,
+}
+
 async fn run(
     cluster: &mut RedisCluster,
     scenario: &str,
     fault: Fault,
-    resubscribe: bool,
+    reaction: Reaction,
     rate_per_channel: f64,
     tail: Duration,
 ) -> Result<()> {
@@ -102,8 +127,14 @@ async fn run(
         .into_iter()
         .flatten()
         .collect();
-    let victim_port = cluster.master_with_replica()?;
-    let replica_port = cluster.replica_of(victim_port)?;
+    let victim_port = match fault {
+        Fault::Failover => cluster.master_with_replica()?,
+        Fault::Restart => cluster.master_ports()?[0],
+    };
+    let replica_port = match fault {
+        Fault::Failover => cluster.replica_of(victim_port)?,
+        Fault::Restart => 0,
+    };
     let victim_channel = {
         let mut found = None;
         for channel in &channels {
@@ -148,7 +179,7 @@ async fn run(
         senders,
         subscriber.clone(),
         channels.clone(),
-        resubscribe,
+        reaction == Reaction::Resubscribe,
         started,
         disconnections.clone(),
     ));
@@ -172,7 +203,7 @@ async fn run(
     }
 
     // Let messages flow, kill the victim, wait for the cluster to be whole again, keep going.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_millis(lab::scaled(1_000, 500))).await;
     // ANCHOR: kill
     cluster.kill(victim_port)?;
     let killed_at = started.elapsed();
@@ -184,6 +215,16 @@ async fn run(
         Fault::Failover => cluster.wait_for_failover(victim_port, Duration::from_secs(30)),
     })?;
     // ANCHOR_END: kill
+    let mut command_at = None;
+    if reaction == Reaction::CommandAfterPromotion {
+        // EXISTS on a key named like the channel: same slot, so the library routes it to the
+        // failed shard. Its result does not matter; what it makes the library do does.
+        let _: redis::RedisResult<bool> = redis::cmd("EXISTS")
+            .arg(&victim_channel)
+            .query_async(&mut subscriber)
+            .await;
+        command_at = Some(started.elapsed() - killed_at);
+    }
     tokio::time::sleep(tail).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let stopped_at = started.elapsed();
@@ -227,6 +268,10 @@ async fn run(
         .with("gaps", total.gaps)
         .with("resumed_after_ms", total.resumed_after_ms())
         .with("recovered_after_ms", recovered_after.as_millis())
+        .with(
+            "command_after_ms",
+            command_at.map_or("none".to_string(), |at| at.as_millis().to_string()),
+        )
         .with("disconnect_pushes", disconnections.len())
         .with("silent_channels", total.silent_channels)
         .with("max_publish_ms", total.max_publish_latency.as_millis())

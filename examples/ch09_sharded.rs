@@ -6,6 +6,8 @@
 //!    slot (a hash tag) and spread over the three shards, side by side.
 //! 3. `broadcast-publish` / `broadcast-spublish`: what classic PUBLISH costs the cluster (it
 //!    is forwarded to every node) next to SPUBLISH (only the shard's own nodes).
+//! 4. `spublish-reply-replica-subscriber`: what SPUBLISH's reply counts, with the subscriber
+//!    on the shard's replica.
 //!
 //! cargo run --example ch09_sharded [-- --quick]
 
