@@ -1,0 +1,130 @@
+//! Chapter 3's claims, checked by running its examples against real redis-servers (each
+//! example starts its own) and reading their RESULT lines.
+
+use futures::{StreamExt, executor::block_on, stream};
+use lab::ResultLine;
+use lab::gaps::{DetectGaps, Gap};
+use lab::report::find;
+
+/// Run an example; `full` runs the full-size experiment even if LAB_QUICK is set around us.
+fn results(example: &str, full: bool) -> Vec<ResultLine> {
+    let quick = if full { "0" } else { "1" };
+    let run = lab::example::run_with_env(example, &[], &[("LAB_QUICK", quick)]).unwrap();
+    run.results().unwrap()
+}
+
+#[test]
+fn a_timeout_or_select_around_a_recreated_on_message_loses_on_0_25_and_not_on_1_8() {
+    let results = results("ch03_cancellation", true);
+    for scenario in ["timeout-recreated", "select-recreated"] {
+        let old = find(&results, scenario, lab::REDIS_0_25).unwrap();
+        assert_eq!(old.sent, 100_000);
+        // The old stream owned a read buffer: dropping it lost what it held, and the next
+        // stream, starting mid-frame, ended. Nearly everything is lost, none of it noticed.
+        assert!(old.lost >= 90_000, "{old}");
+        assert_eq!(old.get("stream_ended"), Some("true"), "{old}");
+        assert_eq!(old.silent_loss(), old.lost, "{old}");
+
+        let current = find(&results, scenario, lab::REDIS_CURRENT).unwrap();
+        assert_eq!((current.sent, current.lost), (100_000, 0), "{current}");
+        assert_eq!(current.get("stream_ended"), Some("false"), "{current}");
+        // The timer did win many races: the waits were really cancelled, and lost nothing.
+        assert!(current.get_f64("cancelled").unwrap() >= 1.0, "{current}");
+    }
+}
+
+#[test]
+fn cancelling_next_on_a_stream_that_outlives_the_loop_loses_nothing_on_either_release() {
+    let results = results("ch03_cancellation", false);
+    for client in [lab::REDIS_0_25, lab::REDIS_CURRENT] {
+        let hoisted = find(&results, "timeout-hoisted", client).unwrap();
+        assert_eq!(hoisted.lost, 0, "{hoisted}");
+        assert!(hoisted.get_f64("cancelled").unwrap() >= 1.0, "{hoisted}");
+    }
+}
+
+#[test]
+fn stream_steps_take_ends_early_pinned_chain_lives_to_its_scope_and_chunks_are_bounded() {
+    let results = results("ch03_stream_steps", false);
+    let evens = find(&results, "steps-evens", lab::REDIS_CURRENT).unwrap();
+    assert_eq!((evens.sent, evens.received), (5, 5), "{evens}");
+    assert_eq!(evens.get("not_ours"), Some("2"), "{evens}");
+    // drop() of the Pin<&mut _> that pin! returns drops nothing: still subscribed...
+    assert_eq!(
+        evens.get("subscribers_after_drop_ref"),
+        Some("1"),
+        "{evens}"
+    );
+    // ...until the scope that holds the pinned chain ends.
+    assert_eq!(evens.get("subscribers_after_scope"), Some("0"), "{evens}");
+
+    let ready = find(&results, "steps-ready-chunks", lab::REDIS_CURRENT).unwrap();
+    assert_eq!(ready.lost, 0, "{ready}");
+    // Asked for up to 256, never more than 128: tokio's channel yields after 128 items per
+    // task poll (its cooperative budget), and ready_chunks takes what is ready.
+    let largest = ready.get_f64("largest").unwrap();
+    assert!((2.0..=128.0).contains(&largest), "{ready}");
+
+    let timed = find(&results, "steps-chunks-timeout", lab::REDIS_CURRENT).unwrap();
+    assert_eq!(timed.lost, 0, "{timed}");
+    assert!(timed.get_f64("largest").unwrap() <= 100.0, "{timed}");
+    assert!(timed.get_f64("chunks").unwrap() >= 2.0, "{timed}");
+}
+
+#[test]
+fn the_gap_adapter_reports_exactly_the_holes_the_tally_finds_on_a_real_channel() {
+    let results = results("ch03_gaps", false);
+    let inside = find(&results, "gaps-inside", lab::REDIS_CURRENT).unwrap();
+    assert_eq!(
+        inside.get("reported"),
+        Some("0-1,100-199,1000-1000"),
+        "{inside}"
+    );
+    assert_eq!(
+        inside.get("reported"),
+        inside.get("tally_missing"),
+        "{inside}"
+    );
+    assert_eq!((inside.lost, inside.noticed), (103, 103), "{inside}");
+    // Lost at the end, followed by nothing: the adapter cannot see it.
+    let trailing = find(&results, "gaps-trailing", lab::REDIS_CURRENT).unwrap();
+    assert_eq!((trailing.lost, trailing.noticed), (10, 0), "{trailing}");
+}
+
+#[test]
+fn the_gap_adapter_agrees_with_the_tally_on_many_hole_patterns() {
+    // A small deterministic generator, so that a failure can be reproduced.
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..200 {
+        let sent = 50 + next() % 500;
+        let arrived: Vec<u64> = (0..sent).filter(|_| next() % 7 != 0).collect();
+        let Some(&last) = arrived.last() else {
+            continue;
+        };
+        let mut tally = lab::Tally::new(sent);
+        arrived.iter().for_each(|&seq| tally.record(seq));
+        let gaps: Vec<Gap> = block_on(
+            DetectGaps::new(stream::iter(arrived.clone()), |&seq| Some(seq))
+                .starting_at(0)
+                .filter_map(|item| std::future::ready(item.err()))
+                .collect(),
+        );
+        // Everything the tally misses before the last arrival, and nothing else.
+        let expected: Vec<Gap> = tally
+            .missing()
+            .into_iter()
+            .filter(|range| *range.start() < last)
+            .map(|range| Gap {
+                first: *range.start(),
+                last: *range.end(),
+            })
+            .collect();
+        assert_eq!(gaps, expected, "sent {sent}, arrived {arrived:?}");
+    }
+}
