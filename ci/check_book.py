@@ -22,7 +22,9 @@ Workshop kit (every chapter src/chNN-*.md)
   block, and includes the solution examples/chNN_solution*.rs only inside a
   `<details><summary>Solution...</summary>` block; links to the claims appendix, and has
   rows in src/claims/chNN.md, each naming a #[test] fn that exists;
-- every <details> is closed (an open one swallows the rest of the page).
+- every <details> is closed (an open one swallows the rest of the page);
+- chapters 2, 5, 6 and 8 draw their key picture as a ```mermaid diagram (the dropped read
+  buffer, the backpressure chain, the reconnect gap, the consumer-group recovery).
 - every examples/chNN_exercise*.rs has `todo!()` where the learner works and a
   chNN_solution*.rs beside it with a `#[cfg(test)]` module holding at least one test.
 
@@ -56,6 +58,13 @@ EXERCISE_HEADING = re.compile(r"^#{2,4} .*\bExercises?\b", re.M | re.I)
 DETAILS = re.compile(r"<details>\s*<summary>(.*?)</summary>(.*?)</details>", re.S | re.I)
 PLAYGROUND_OFF = {"ignore", "noplayground", "noplaypen"}
 GUIDE = "instructor-guide.md"
+# Where a picture explains better than prose, the chapter has a ```mermaid diagram of it.
+DIAGRAMS = {
+    "02": "the dropped read buffer",
+    "05": "the backpressure chain",
+    "06": "the reconnect gap",
+    "08": "the consumer-group recovery",
+}
 SCHEDULE_ROW = re.compile(r"^\|(.*)\|\s*$")
 CLOCK = re.compile(r"^(\d{1,2}):(\d\d)$")
 
@@ -197,6 +206,8 @@ for page in pages:
         problem(where, "no duration line: put `> **Duration:** N minutes (what the time is spent on)` right under the title")
     if not SPEAKER_NOTES.search(text):
         problem(where, "no speaker notes: add `<details><summary>Speaker notes</summary> ... </details>`")
+    if nn in DIAGRAMS and not re.search(r"^```mermaid\s*$", text, re.M):
+        problem(where, f"no ```mermaid diagram: this chapter shows {DIAGRAMS[nn]} as a picture")
     claims = SRC / "claims" / f"ch{nn}.md"
     if not claims.exists() or not TEST_REF.search(claims.read_text()):
         problem(where, f"no claims: add rows `| claim | \`tests/ch{nn}_topic.rs::test_fn\` |` to src/claims/ch{nn}.md")

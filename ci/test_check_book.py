@@ -158,6 +158,8 @@ BROKEN = [
     ("claim checked by a helper", "src/claims/ch01.md", "::it_works`", "::helper`", "fn helper is not a #[test]"),
     ("claims row without test", "src/claims/ch01.md", "`tests/ch01_topic.rs::it_works`", "see chapter 1", "names no test"),
     ("chapter without claims", "src/claims/ch01.md", None, "", "no claims: add rows"),
+    ("chapter 2 without its diagram", "src/ch02-topic.md", None,
+     GOOD[CH].replace("```mermaid", "```text"), "no ```mermaid diagram: this chapter shows the dropped read buffer"),
     ("page not in summary", "src/extra.md", None, "# Extra\n", "not listed in SUMMARY.md"),
     ("guide minutes differ", GUIDE, "| 40 |", "| 45 |", "but the chapter says 40"),
     ("guide clock wrong", GUIDE, "| 09:55 |", "| 09:50 |", "the row above ends at 09:55"),
