@@ -2,6 +2,7 @@
 """Checks that the book and the code agree, before anything is built.
 
     python3 ci/check_book.py [--root DIR]     # DIR: a copy of the repository (default: this one)
+    python3 ci/check_book.py --fix-schedule   # first redo the guide's schedules from the chapters
 
 Includes and code
 - every {{#include}} / {{#rustdoc_include}} names a file that exists, and its anchor exists;
@@ -30,7 +31,8 @@ Workshop kit (every chapter src/chNN-*.md)
 
 Schedules (src/instructor-guide.md)
 - every row of a schedule table that links a page gives that page's own duration, and the
-  start times add up (each row starts when the one above ends);
+  start times add up (each row starts when the one above ends); `--fix-schedule` rewrites
+  them from the chapters' duration lines;
 - the full-day schedule covers every chapter.
 
 Exits 1 with the problems grouped by file, each saying what to do.
@@ -43,7 +45,13 @@ import sys
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--root", type=pathlib.Path, default=pathlib.Path(__file__).resolve().parent.parent)
-ROOT = parser.parse_args().root.resolve()
+parser.add_argument(
+    "--fix-schedule",
+    action="store_true",
+    help="rewrite the instructor's guide's schedules from the chapters' duration lines, then check",
+)
+ARGS = parser.parse_args()
+ROOT = ARGS.root.resolve()
 SRC = ROOT / "src"
 EXAMPLES = ROOT / "examples"
 
@@ -239,6 +247,46 @@ for page in pages:
 
 # --- Schedules in the instructor's guide: durations from the chapters, clock times that add up.
 guide = SRC / GUIDE
+
+
+def fix_schedule(text):
+    """The guide with each schedule's minutes taken from the chapters and its clock redone."""
+    lines, header, clock, changed = text.split("\n"), None, None, 0
+    for i, line in enumerate(lines):
+        row = SCHEDULE_ROW.match(line)
+        if not row:
+            header = clock = None
+            continue
+        cells = [cell.strip() for cell in row.group(1).split("|")]
+        if header is None:
+            header = [c.lower() for c in cells]
+            continue
+        if set("".join(cells)) <= set("-: ") or "start" not in header or "minutes" not in header:
+            continue
+        start_col, minutes_col = header.index("start"), header.index("minutes")
+        if max(start_col, minutes_col) >= len(cells) or not CLOCK.match(cells[start_col]):
+            continue
+        if clock is None:
+            hours, minutes = CLOCK.match(cells[start_col]).groups()
+            clock = int(hours) * 60 + int(minutes)
+        cells[start_col] = f"{clock // 60:02}:{clock % 60:02}"
+        for linked in re.findall(r"\]\(([\w.-]+\.md)(?:#[^)]*)?\)", " ".join(cells)):
+            if linked in durations and cells[minutes_col].isdigit():
+                cells[minutes_col] = str(durations[linked])
+        if cells[minutes_col].isdigit():
+            clock += int(cells[minutes_col])
+        new = "|" + "|".join(f" {cell} " if cell else " " for cell in cells) + "|"
+        changed += new != line
+        lines[i] = new
+    return "\n".join(lines), changed
+
+
+if guide.exists() and ARGS.fix_schedule:
+    fixed, changed = fix_schedule(texts[guide])
+    guide.write_text(fixed)
+    texts[guide] = fixed
+    print(f"check_book: --fix-schedule rewrote {changed} row(s) of {guide.relative_to(ROOT)}")
+
 if guide.exists():
     text = texts[guide]
     where = guide.relative_to(ROOT)
@@ -284,7 +332,7 @@ if guide.exists():
                     else:
                         problem(where, f"line {number}: links {linked}, which does not exist")
                 elif durations[linked] != minutes:
-                    problem(where, f"line {number}: gives {linked} {minutes} minutes, but the chapter says {durations[linked]}: make them agree")
+                    problem(where, f"line {number}: gives {linked} {minutes} minutes, but the chapter says {durations[linked]}: run python3 ci/check_book.py --fix-schedule")
         table["covered"] = covered
     full_day = [t for t in schedules if chapters and set(chapters) <= t["covered"]]
     if schedules and chapters and not full_day:

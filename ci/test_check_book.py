@@ -206,6 +206,15 @@ with tempfile.TemporaryDirectory() as tmp:
         if code == 0 or expected not in out:
             failures.append(f"{name}: expected exit 1 and {expected!r}, got exit {code}:\n{out}")
 
+    # --fix-schedule turns a guide that disagrees with its chapters into one that agrees.
+    root = pathlib.Path(tmp) / "fix-schedule"
+    write(root, GOOD)
+    guide = root / GUIDE
+    guide.write_text(guide.read_text().replace("| 40 |", "| 45 |").replace("| 09:55 |", "| 10:05 |"))
+    run = subprocess.run([sys.executable, str(CHECKER), "--root", str(root), "--fix-schedule"], capture_output=True, text=True)
+    if run.returncode != 0 or guide.read_text() != textwrap.dedent(GOOD[GUIDE]):
+        failures.append(f"--fix-schedule did not restore the schedule (exit {run.returncode}):\n{run.stdout}{guide.read_text()}")
+
 if failures:
     print(f"test_check_book: {len(failures)} failure(s):")
     for failure in failures:
