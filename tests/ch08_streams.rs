@@ -43,7 +43,8 @@ fn crash_test_100k_jobs_three_kills_none_lost_none_twice() {
     // The kills really hit a worker holding unacknowledged messages, some of them already
     // handled: without the dedup marker those would have run twice.
     assert!(extra(crash, "held_at_kill") > 0, "{crash}");
-    assert!(extra(crash, "mid_batch_kills") >= 1, "{crash}");
+    assert_eq!(extra(crash, "mid_batch_kills"), 3, "{crash}");
+    assert!(extra(crash, "handled_unacked_at_kill") > 0, "{crash}");
     assert!(extra(crash, "redelivered") > 0, "{crash}");
     assert!(extra(crash, "deduplicated") > 0, "{crash}");
     assert!(
