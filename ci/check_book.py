@@ -5,7 +5,8 @@
     python3 ci/check_book.py --fix-schedule   # first redo the guide's schedules from the chapters
 
 Includes and code
-- every {{#include}} / {{#rustdoc_include}} names a file that exists, and its anchor exists;
+- every {{#include}} / {{#rustdoc_include}} names a committed file that exists (not one under
+  target/ or book/), and its anchor exists;
 - no page pastes Rust code by hand (a ```rust block of more than 8 lines with no include);
 - every ```rust block is marked `ignore` or `noplayground`: this book's code needs the lab
   and a Redis server, so none of it runs in the Rust playground (and a runnable block would
@@ -116,6 +117,9 @@ for page, text in texts.items():
     rel = page.relative_to(ROOT)
     for path, anchor, offset in includes(text):
         target = (page.parent / path).resolve()
+        if any(target.is_relative_to(ROOT / generated) for generated in ("target", "book")):
+            problem(rel, f"line {line_of(text, offset)}: includes {path}, a generated file that a fresh clone does not have (the book is built and read without running the tests): commit the output under src/ and include that")
+            continue
         if not target.exists():
             problem(rel, f"line {line_of(text, offset)}: include target missing: {path}")
             continue
