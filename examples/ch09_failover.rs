@@ -50,10 +50,20 @@ struct PublishLog {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // Ctrl-C drops the experiment, and with it the cluster: no redis-server is left behind.
+    tokio::select! {
+        biased;
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the cluster's nodes were stopped"),
+        result = experiment() => result,
+    }
+}
+
+async fn experiment() -> Result<()> {
     RedisCluster::refuse_redis_url()?;
     // ANCHOR: cluster
     // 3 masters with 1 replica each, on free loopback ports; every node stops on drop.
-    let mut cluster = RedisCluster::start(3, 1)?;
+    // Starting polls the nodes for seconds: a blocking thread does it.
+    let mut cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3, 1)).await??;
     // ANCHOR_END: cluster
     println!(
         "cluster of {} nodes settled in {:.1?}",

@@ -29,8 +29,17 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // Ctrl-C drops the experiment, and with it the cluster: no redis-server is left behind.
+    tokio::select! {
+        biased;
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the cluster's nodes were stopped"),
+        result = experiment() => result,
+    }
+}
+
+async fn experiment() -> Result<()> {
     RedisCluster::refuse_redis_url()?;
-    let mut cluster = RedisCluster::start(3, 1)?;
+    let mut cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3, 1)).await??;
     println!(
         "cluster of {} nodes (3 masters, 3 replicas) settled in {:.1?}",
         cluster.ports().len(),
