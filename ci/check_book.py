@@ -349,7 +349,8 @@ if problems:
     print(f"check_book: {count} problem(s) in {len(problems)} file(s):")
     for where in sorted(problems):
         print(f"  {where}")
-        for what in problems[where]:
+        # File-wide problems first, then by line.
+        for what in sorted(problems[where], key=lambda w: int(m.group(1)) if (m := re.match(r"line (\d+)", w)) else 0):
             print(f"    - {what}")
     sys.exit(1)
 print(
