@@ -15,7 +15,19 @@
 use std::time::Duration;
 
 use anyhow::Result;
+use clap::Parser;
 use lab::{Pace, Publisher, RedisServer, ResultLine};
+
+#[derive(Parser, Debug)]
+#[command(about = "Chapter 2: losses around subscribe() in the old PubSub")]
+struct Args {
+    /// Run small experiments (CI runs every example this way).
+    #[arg(long)]
+    quick: bool,
+    /// Runs per scenario and version (default: 10; 3 in quick mode).
+    #[arg(long)]
+    runs: Option<u64>,
+}
 
 /// Sum of several runs of one scenario.
 #[derive(Debug, Default)]
@@ -53,7 +65,7 @@ impl Totals {
 }
 
 /// Stop reading when nothing arrived for this long (after the publisher is done).
-const QUIET: Duration = Duration::from_millis(400);
+const QUIET: Duration = Duration::from_millis(300);
 
 /// The two scenarios, for one version of the crate (`$redis` is `redis_0_25` or `redis`).
 macro_rules! scenarios_for {
@@ -63,18 +75,18 @@ macro_rules! scenarios_for {
             use futures::StreamExt;
             use tokio::time::timeout;
 
-            /// Subscribe while a publisher is already sending: the first messages can arrive
-            /// in the same socket read as the confirmation. Returns (queued, received, ended).
+            /// Subscribe while a publisher is already sending pipelined bursts: the first
+            /// messages can arrive in the same socket read as the confirmation. Returns (queued, received, ended).
             pub async fn subscribe_reply(
                 url: &str,
                 publisher_con: &mut redis::aio::MultiplexedConnection,
             ) -> Result<(u64, u64, bool)> {
                 let channel = lab::unique_channel("ch02:reply");
-                let publisher = Publisher::new(&channel).pace(Pace::Rate(50_000.0));
+                let publisher = Publisher::new(&channel).pace(Pace::Burst);
                 let mut con = publisher_con.clone();
                 let publishing =
-                    tokio::spawn(async move { publisher.send(&mut con, 0..15_000).await });
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::spawn(async move { publisher.send(&mut con, 0..20_000).await });
+                tokio::time::sleep(Duration::from_millis(10)).await;
 
                 // ANCHOR: subscribe_reply
                 let mut pubsub = $redis::Client::open(url)?.get_async_pubsub().await?;
@@ -158,7 +170,9 @@ scenarios_for!(current, redis);
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let runs = lab::scaled(10, 3);
+    let args = Args::parse();
+    let quick = args.quick || lab::quick();
+    let runs = args.runs.unwrap_or(if quick { 3 } else { 10 });
     let server = RedisServer::from_env()?;
     println!("Redis at {}", server.display_url());
     let client = lab::connect::open(server.url()).await?;

@@ -20,6 +20,8 @@ fn old_release_loop_pattern_loses_most_of_a_burst_and_the_stream_ends() {
         "loop-burst-0ms",
         "--only",
         "loop-burst-1ms",
+        "--messages",
+        "1000",
     ]);
     for scenario in ["loop-burst-0ms", "loop-burst-1ms"] {
         let result = find(&results, scenario, REDIS_0_25).unwrap();

@@ -29,13 +29,22 @@ fn model_fresh_reader_per_message_loses_and_long_lived_reader_does_not() {
 }
 
 #[test]
-fn current_release_loses_nothing_around_subscribe_or_resubscribe() {
-    let results = run("ch02_other_losses", &[]);
+fn old_release_loses_around_subscribe_and_current_release_does_not() {
+    // 10 runs per case: the subscribe-reply loss is a race (measured: 7 or 8 runs of 10 lost
+    // messages on 0.25.5), so the test asks for at least one run of ten.
+    let results = run("ch02_other_losses", &["--runs", "10"]);
+    let reply = find(&results, "subscribe-reply", REDIS_0_25).unwrap();
+    assert!(reply.get_f64("runs_with_loss").unwrap() >= 1.0, "{reply}");
+    let resubscribe = find(&results, "resubscribe", REDIS_0_25).unwrap();
+    // Measured: 9 or 10 runs of 10 lost messages, 8,000-12,000 of 50,000 in all.
+    assert!(
+        resubscribe.get_f64("runs_with_loss").unwrap() >= 3.0,
+        "{resubscribe}"
+    );
+    assert!(resubscribe.lost >= 100, "{resubscribe}");
     for scenario in ["subscribe-reply", "resubscribe"] {
         let result = find(&results, scenario, REDIS_CURRENT).unwrap();
         assert!(result.sent > 0, "{result}");
         assert_eq!(result.lost, 0, "{result}");
     }
-    // The old release is run by the same program; what it loses is measured in the chapter.
-    find(&results, "resubscribe", REDIS_0_25).unwrap();
 }
