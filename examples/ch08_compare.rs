@@ -23,6 +23,8 @@ use tokio::time::{Instant, timeout};
 const PAYLOAD: usize = 64;
 /// Stop waiting for more when nothing arrived for this long.
 const QUIET: Duration = Duration::from_millis(300);
+/// How long a consumer started before the producer waits for the first message.
+const FIRST_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Transport {
@@ -65,7 +67,7 @@ async fn main() -> Result<()> {
         let mut con = client.get_multiplexed_async_connection().await?;
         for transport in [Transport::PubSub, Transport::Streams, Transport::List] {
             let key = lab::unique_channel("ch08:cmp:warm-up");
-            consume(&client, transport, &key, "g", 0).await?;
+            consume(&client, transport, &key, "g", 0, QUIET).await?;
             send(&mut con, transport, &key, 0..100).await?;
             let _: () = con.del(&key).await?;
         }
@@ -105,7 +107,8 @@ async fn measure(client: &redis::Client, transport: Transport, n: u64) -> Result
     let before = used_memory(&mut con).await?;
     send(&mut con, transport, &key, 0..n).await?;
     let waiting = used_memory(&mut con).await? - before;
-    let late = consume(client, transport, &key, "g1", n).await?;
+    // Nothing more will come: a short first wait is enough.
+    let late = consume(client, transport, &key, "g1", n, QUIET).await?;
     let retained = used_memory(&mut con).await? - before;
     let _: () = con.del(&key).await?;
 
@@ -121,7 +124,9 @@ async fn measure(client: &redis::Client, transport: Transport, n: u64) -> Result
         .iter()
         .map(|group| {
             let (client, key, group) = (client.clone(), key.clone(), group.to_string());
-            tokio::spawn(async move { consume(&client, transport, &key, &group, fanout).await })
+            tokio::spawn(async move {
+                consume(&client, transport, &key, &group, fanout, FIRST_WAIT).await
+            })
         })
         .collect();
     // Give subscribers time to subscribe (Pub/Sub keeps nothing for latecomers).
@@ -140,7 +145,7 @@ async fn measure(client: &redis::Client, transport: Transport, n: u64) -> Result
     }
     let consumer = {
         let (client, key) = (client.clone(), key.clone());
-        tokio::spawn(async move { consume(&client, transport, &key, "g1", n).await })
+        tokio::spawn(async move { consume(&client, transport, &key, "g1", n, FIRST_WAIT).await })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
@@ -192,22 +197,31 @@ async fn send(
 }
 // ANCHOR_END: send
 
-/// Receive up to `n` messages as one consumer, until `QUIET` passes without any.
+/// Receive up to `n` messages as one consumer: wait up to `first_wait` for the first, then
+/// stop when `QUIET` passes without any.
 async fn consume(
     client: &redis::Client,
     transport: Transport,
     key: &str,
     group: &str,
     n: u64,
+    first_wait: Duration,
 ) -> Result<Tally> {
     let mut tally = Tally::new(n);
+    let patience = |tally: &Tally| {
+        if tally.received() == 0 {
+            first_wait
+        } else {
+            QUIET
+        }
+    };
     match transport {
         Transport::PubSub => {
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(key).await?;
             let mut messages = pubsub.on_message();
             while tally.received() < n {
-                match timeout(QUIET, messages.next()).await {
+                match timeout(patience(&tally), messages.next()).await {
                     Ok(Some(msg)) => tally.record(lab::seq_of(msg.get_payload_bytes())?),
                     _ => break,
                 }
@@ -220,7 +234,7 @@ async fn consume(
                 .count(1000)
                 .block(100);
             let mut last = Instant::now();
-            while tally.received() < n && last.elapsed() < QUIET {
+            while tally.received() < n && last.elapsed() < patience(&tally) {
                 let reply: Option<StreamReadReply> =
                     con.xread_options(&[key], &[">"], &options).await?;
                 let mut ids = Vec::new();
@@ -243,7 +257,7 @@ async fn consume(
             let mut con = client.get_multiplexed_async_connection().await?;
             let processing = format!("{key}:processing:{group}");
             let mut last = Instant::now();
-            while tally.received() < n && last.elapsed() < QUIET {
+            while tally.received() < n && last.elapsed() < patience(&tally) {
                 let moved: Option<Vec<u8>> = con
                     .blmove(key, &processing, Direction::Right, Direction::Left, 0.1)
                     .await?;

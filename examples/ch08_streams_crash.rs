@@ -184,7 +184,7 @@ impl Worker {
         let read_new = StreamReadOptions::default()
             .group(&keys.group, &self.name)
             .count(BATCH)
-            // Under the connection's 500 ms response timeout (redis 1.x's default).
+            // Well under the connection's response timeout: a blocked read is a reply too.
             .block(100);
         while !stop.load(Ordering::Relaxed) {
             // 1. Messages idle in someone's pending list for longer than claim_idle become
@@ -328,6 +328,17 @@ impl Worker {
     // ANCHOR_END: dead_letter
 }
 
+/// A connection that waits up to 10 s for a reply. redis 1.x gives up after 500 ms by
+/// default, which a busy machine exceeds (a 100,000-field HGETALL, a worker's batch while
+/// three processes share two cores); a timed-out command is an error, not a retry.
+async fn patient_connection(client: &redis::Client) -> Result<MultiplexedConnection> {
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
+    Ok(client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?)
+}
+
 /// A worker process: consume until stdin closes (the parent's way of saying "stop").
 async fn worker_main(args: &Args, name: &str) -> Result<()> {
     let url = std::env::var(URL_VAR)
@@ -335,7 +346,7 @@ async fn worker_main(args: &Args, name: &str) -> Result<()> {
     let stream = args.stream.as_deref().context("a worker needs --stream")?;
     let group = args.group.as_deref().context("a worker needs --group")?;
     let client = lab::connect::open(&url).await?;
-    let mut con = client.get_multiplexed_async_connection().await?;
+    let mut con = patient_connection(&client).await?;
     let handle_once: String = redis::cmd("SCRIPT")
         .arg("LOAD")
         .arg(HANDLE_ONCE)
@@ -560,7 +571,7 @@ async fn crash_scenario(
     kills: usize,
     claim_idle: Duration,
 ) -> Result<()> {
-    let mut con = client.get_multiplexed_async_connection().await?;
+    let mut con = patient_connection(client).await?;
     let keys = Keys::new(&lab::unique_channel("ch08:jobs"), "workers");
     create_group(&mut con, &keys).await?;
     println!(
@@ -576,7 +587,7 @@ async fn crash_scenario(
     ];
     let started = Instant::now();
     let producer = tokio::spawn(produce(
-        client.get_multiplexed_async_connection().await?,
+        patient_connection(client).await?,
         keys.clone(),
         0..messages,
         messages as usize,
@@ -683,7 +694,7 @@ async fn dead_letter_scenario(
     messages: u64,
     claim_idle: Duration,
 ) -> Result<()> {
-    let mut con = client.get_multiplexed_async_connection().await?;
+    let mut con = patient_connection(client).await?;
     let keys = Keys::new(&lab::unique_channel("ch08:jobs"), "workers");
     create_group(&mut con, &keys).await?;
     // One job in 500 is poison: its handler always fails.
@@ -698,7 +709,7 @@ async fn dead_letter_scenario(
         .collect::<Result<Vec<_>>>()?;
     let started = Instant::now();
     produce(
-        client.get_multiplexed_async_connection().await?,
+        patient_connection(client).await?,
         keys.clone(),
         0..messages,
         messages as usize,
