@@ -318,10 +318,6 @@ fn scenarios(quick: bool, messages: Option<u64>) -> Vec<Scenario> {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let quick = args.quick || lab::quick();
-    let server = RedisServer::from_env()?;
-    println!("Redis at {}", server.display_url());
-    let client = lab::connect::open(server.url()).await?;
-
     let mut scenarios = scenarios(quick, args.messages);
     scenarios.retain(|s| args.only.is_empty() || args.only.contains(&s.name()));
     scenarios.retain(|s| {
@@ -339,6 +335,9 @@ async fn main() -> Result<()> {
         lab::REDIS_CURRENT
     );
 
+    let server = RedisServer::from_env()?;
+    println!("Redis at {}", server.display_url());
+    let client = lab::connect::open(server.url()).await?;
     println!(
         "{:<11} {:<13} {:<6} {:>7} {:>7} {:>9} {:>7}  {:<13}",
         "pattern", "client", "pub", "handler", "sent", "received", "lost", "ended by"
