@@ -8,6 +8,8 @@ use std::net::TcpStream;
 
 use lab::cluster::RedisCluster;
 use lab::report::{ResultLine, find};
+use redis::ProtocolVersion;
+use redis::cluster::ClusterClientBuilder;
 
 fn run_example(name: &str) -> Vec<ResultLine> {
     let run = lab::example::run_with_env(name, &[], &[("LAB_QUICK", "1")]).unwrap();
@@ -46,6 +48,41 @@ fn the_lab_cluster_settles_with_every_replica_linked_and_stops_on_drop() {
             assert_eq!(cluster.master_of(name).unwrap(), master);
         }
     }
+
+    // The two first-try failures the chapter lists, on the same cluster.
+    let (a, b) = (shards[0][0].clone(), shards[1][0].clone());
+    let urls = cluster.urls();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        // RESP2 with a push sender: build() succeeds, SSUBSCRIBE fails.
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel::<redis::PushInfo>();
+        let client = ClusterClientBuilder::new(urls.clone())
+            .push_sender(tx)
+            .build()
+            .unwrap();
+        let mut con = client.get_async_connection().await.unwrap();
+        let error = con.ssubscribe(&a).await.unwrap_err();
+        println!("RESP2 + push sender, SSUBSCRIBE: {error}");
+        assert!(error.to_string().contains("RESP3"), "{error}");
+
+        // One SSUBSCRIBE over channels of two shards: CROSSSLOT.
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel::<redis::PushInfo>();
+        let client = ClusterClientBuilder::new(urls)
+            .use_protocol(ProtocolVersion::RESP3)
+            .push_sender(tx)
+            .build()
+            .unwrap();
+        let mut con = client.get_async_connection().await.unwrap();
+        let error = con.ssubscribe(&[&a, &b]).await.unwrap_err();
+        println!("SSUBSCRIBE over two shards: {error}");
+        assert!(
+            error.to_string().contains("CrossSlot") || error.to_string().contains("CROSSSLOT"),
+            "{error}"
+        );
+        con.ssubscribe(&a).await.unwrap();
+        con.ssubscribe(&b).await.unwrap();
+    });
+
     let ports = cluster.ports();
     drop(cluster);
     for port in ports {
