@@ -27,6 +27,7 @@ pub mod gaps;
 pub mod mem;
 pub mod message;
 pub mod overflow;
+pub mod production;
 pub mod publish;
 pub mod redact;
 pub mod report;

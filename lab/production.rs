@@ -1,0 +1,987 @@
+//! A production Pub/Sub subscriber: every practice of chapters 3-5 in one place (chapter 6).
+//!
+//! ```text
+//!  Redis ──TCP──▶ redis-rs task ──▶ PubSubStream ──▶ reader task ──hash(channel)──▶ queue 0 ──▶ worker 0
+//!                                        ▲               │ gaps, counters       └──▶ queue 1 ──▶ worker 1
+//!                              sink: (p)subscribe, PING  │ reconnect + resubscribe         (handler, timeout)
+//! ```
+//!
+//! - **One long-lived stream**, read by one reader task that never waits for a handler: it
+//!   checks each message (size, sequence number), and pushes it into the bounded queue of the
+//!   worker that owns its channel ([`crate::overflow`], the policy of chapter 5).
+//! - **Parallel across channels, in order within one**: a channel always hashes to the same
+//!   worker, and a worker handles its messages one after the other.
+//! - **A timeout per message**: a handler that hangs is counted and abandoned; a handler that
+//!   panics is counted, and its worker lives on.
+//! - **Reconnection**: when the stream ends, a PING goes unanswered or a subscribe fails, the
+//!   reader reconnects with exponential backoff and jitter, subscribes every channel and
+//!   pattern again, and reports the gap: exactly, from per-channel sequence numbers, when the
+//!   publisher numbers its messages ([`Config::numbered`]), or as an "unknown gap" otherwise.
+//! - **Clean shutdown**: stop reading, unsubscribe, hand what already arrived to the workers,
+//!   let them drain within a deadline, and count what they could not finish.
+//! - **Counters** ([`Report`]) readable at any time, without slowing the hot path down.
+//!
+//! ```no_run
+//! use lab::production::{Config, Rejected};
+//!
+//! # async fn demo(url: &str) -> anyhow::Result<()> {
+//! let config = Config::new(url, ["orders"]);
+//! let handler = |msg: redis::Msg| async move {
+//!     let text = std::str::from_utf8(msg.get_payload_bytes()).map_err(|_| Rejected::BadPayload)?;
+//!     println!("{text}");
+//!     Ok(())
+//! };
+//! let report = lab::production::run(config, handler, async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await?;
+//! println!("{report}");
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow, bail};
+use futures::{FutureExt, StreamExt};
+use redis::Msg;
+use redis::aio::{PubSubSink, PubSubStream};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::overflow::{Overflow, Pushed, QueueReceiver, QueueSender, bounded};
+use crate::redact::redact_url;
+
+// ANCHOR: config
+/// Everything the subscriber can be told. [`Config::new`] fills in defaults that suit a
+/// service; the example's command line sets each field.
+#[derive(Clone)]
+pub struct Config {
+    /// The server, password included (it is never printed).
+    pub url: String,
+    /// Channels to SUBSCRIBE.
+    pub channels: Vec<String>,
+    /// Patterns to PSUBSCRIBE.
+    pub patterns: Vec<String>,
+    /// How many workers handle messages; a channel always goes to the same one.
+    pub workers: usize,
+    /// Messages each worker's queue holds before the overflow policy applies.
+    pub queue_capacity: usize,
+    /// What a full queue does (chapter 5).
+    pub overflow: Overflow,
+    /// How long one message may take in the handler before it is counted as timed out.
+    pub handler_timeout: Duration,
+    /// Larger payloads are counted as oversized and never reach the handler.
+    pub max_payload: usize,
+    /// The publisher numbers its messages (`lab::numbered`): count lost messages exactly.
+    pub numbered: bool,
+    /// The number the publisher gives its first message, when it starts after we subscribe
+    /// (a test, or a publisher started with the service). Then even a channel that lost
+    /// everything before its first message shows a gap. `None`: learn it from the first
+    /// message.
+    pub first_seq: Option<u64>,
+    /// Reconnection delays.
+    pub backoff: Backoff,
+    /// Give up after this many failed reconnection attempts in a row (`None`: never).
+    pub max_reconnect_attempts: Option<u32>,
+    /// Also retry the very first connection (otherwise a bad URL, a wrong password or a
+    /// server that is down fails at once, with a clear error).
+    pub retry_at_start: bool,
+    /// How long one connect + subscribe attempt may take.
+    pub connect_timeout: Duration,
+    /// PING the connection this often, to notice a server that stopped answering.
+    pub ping_every: Duration,
+    /// A PING unanswered for this long means the connection is dead: reconnect.
+    pub ping_timeout: Duration,
+    /// At shutdown, how long the workers may take to finish what is queued.
+    pub drain_deadline: Duration,
+    /// Called for every connection-level event (connected, gap, ...): log them.
+    pub on_event: Option<OnEvent>,
+}
+// ANCHOR_END: config
+
+impl Config {
+    /// A configuration with sensible defaults for `channels` on `url`.
+    pub fn new<S: Into<String>>(url: &str, channels: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            url: url.to_string(),
+            channels: channels.into_iter().map(Into::into).collect(),
+            patterns: Vec::new(),
+            workers: 2,
+            queue_capacity: 10_000,
+            overflow: Overflow::DropOldest,
+            handler_timeout: Duration::from_secs(1),
+            max_payload: 1 << 20,
+            numbered: false,
+            first_seq: None,
+            backoff: Backoff::default(),
+            max_reconnect_attempts: None,
+            retry_at_start: false,
+            connect_timeout: Duration::from_secs(5),
+            ping_every: Duration::from_secs(5),
+            ping_timeout: Duration::from_secs(5),
+            drain_deadline: Duration::from_secs(5),
+            on_event: None,
+        }
+    }
+
+    fn event(&self, event: Event) {
+        if let Some(on_event) = &self.on_event {
+            on_event(&event);
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the password: a Debug print of the config ends up in logs.
+        f.debug_struct("Config")
+            .field("url", &redact_url(&self.url))
+            .field("channels", &self.channels)
+            .field("patterns", &self.patterns)
+            .field("workers", &self.workers)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("overflow", &self.overflow)
+            .field("handler_timeout", &self.handler_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A function called with each [`Event`].
+pub type OnEvent = Arc<dyn Fn(&Event) + Send + Sync>;
+
+// ANCHOR: backoff
+/// Exponential backoff with jitter: attempt `n` waits a random time between half and all of
+/// `min(initial * 2^n, max)`. The doubling stops a dead server from being hammered; the
+/// randomness stops a thousand subscribers that lost the same server from coming back in
+/// the same millisecond.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(50),
+            max: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Backoff {
+    /// How long to wait before attempt `attempt` (0 for the first retry).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let ceiling = self
+            .initial
+            .saturating_mul(2u32.saturating_pow(attempt.min(31)))
+            .min(self.max);
+        ceiling.mul_f64(0.5 + fastrand::f64() / 2.0)
+    }
+}
+// ANCHOR_END: backoff
+
+/// Why a handler did not process a message.
+#[derive(Debug)]
+pub enum Rejected {
+    /// The payload is not what the handler expects (not UTF-8, not parseable): counted as
+    /// `bad_payload`. Retrying would not help.
+    BadPayload,
+    /// Anything else went wrong: counted as `failed`.
+    Failed(anyhow::Error),
+}
+
+/// What happened to the connection; given to [`Config::on_event`].
+#[derive(Debug)]
+pub enum Event {
+    /// Subscribed to every channel and pattern (`attempt` 0 is the first connection).
+    Subscribed {
+        reconnects: u64,
+        channels: usize,
+        patterns: usize,
+    },
+    /// The connection was lost; the reader reconnects.
+    Disconnected { reason: String },
+    /// A reconnection attempt failed; the next one comes after `retry_in`.
+    ConnectFailed { error: String, retry_in: Duration },
+    /// Messages `first..=last` of `channel` never arrived (numbered publishers only).
+    Gap {
+        channel: String,
+        first: u64,
+        last: u64,
+    },
+    /// The publisher does not number its messages: whatever was published while we were
+    /// reconnecting, for this long, is lost without a count.
+    UnknownGap { down_for: Duration },
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Subscribed {
+                reconnects,
+                channels,
+                patterns,
+            } => write!(
+                f,
+                "subscribed to {channels} channel(s), {patterns} pattern(s) (reconnects so \
+                 far: {reconnects})"
+            ),
+            Event::Disconnected { reason } => write!(f, "disconnected: {reason}; reconnecting"),
+            Event::ConnectFailed { error, retry_in } => {
+                write!(
+                    f,
+                    "reconnect failed: {error}; next attempt in {retry_in:.0?}"
+                )
+            }
+            Event::Gap {
+                channel,
+                first,
+                last,
+            } => write!(
+                f,
+                "gap on {channel}: messages {first}..={last} ({} messages) were lost",
+                last - first + 1
+            ),
+            Event::UnknownGap { down_for } => write!(
+                f,
+                "unknown gap: messages published during the last {down_for:.1?} may be lost \
+                 (the publisher does not number them)"
+            ),
+        }
+    }
+}
+
+// ANCHOR: report
+/// The subscriber's counters. `noticed()` is every message it knows it lost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Messages read from the connection.
+    pub received: u64,
+    /// Handled successfully.
+    pub processed: u64,
+    /// Dropped by a full queue (policy drop-newest / drop-oldest / disconnect).
+    pub dropped: u64,
+    /// The handler took longer than the timeout.
+    pub timed_out: u64,
+    /// The handler said the payload was bad (not UTF-8, not parseable).
+    pub bad_payload: u64,
+    /// Larger than `max_payload`: never handed to a handler.
+    pub oversized: u64,
+    /// The handler failed or panicked.
+    pub failed: u64,
+    /// Queued but not handled when the shutdown deadline passed.
+    pub abandoned: u64,
+    /// Connections lost and re-established.
+    pub reconnects: u64,
+    /// Sequence gaps seen (numbered publishers).
+    pub gaps: u64,
+    /// Messages inside those gaps.
+    pub missing: u64,
+    /// Reconnections after which the loss could not be counted (unnumbered publishers).
+    pub unknown_gaps: u64,
+    /// The longest any worker queue has been.
+    pub max_queue: u64,
+}
+
+impl Report {
+    /// Messages the subscriber knows it lost: sequence gaps, queue drops, shutdown leftovers.
+    pub fn noticed(&self) -> u64 {
+        self.missing + self.dropped + self.abandoned
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "received={} processed={} dropped={} timed_out={} bad_payload={} oversized={} \
+             failed={} abandoned={} reconnects={} gaps={} missing={} unknown_gaps={} max_queue={}",
+            self.received,
+            self.processed,
+            self.dropped,
+            self.timed_out,
+            self.bad_payload,
+            self.oversized,
+            self.failed,
+            self.abandoned,
+            self.reconnects,
+            self.gaps,
+            self.missing,
+            self.unknown_gaps,
+            self.max_queue
+        )
+    }
+}
+// ANCHOR_END: report
+
+/// A counter with exactly one writer (one task) and any number of readers. The writer
+/// loads and stores instead of using `fetch_add`: no locked instruction on the hot path, and
+/// readers still see a value that is at most a moment old.
+#[derive(Default)]
+struct Counter(AtomicU64);
+
+impl Counter {
+    fn add(&self, n: u64) {
+        self.0
+            .store(self.0.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The reader's counters (written by the reader task only).
+#[derive(Default)]
+struct ReaderCounters {
+    received: Counter,
+    oversized: Counter,
+    reconnects: Counter,
+    gaps: Counter,
+    missing: Counter,
+    unknown_gaps: Counter,
+}
+
+/// One worker's counters, on their own cache line so workers on different threads do not
+/// slow each other down.
+#[derive(Default)]
+#[repr(align(64))]
+struct WorkerCounters {
+    processed: Counter,
+    timed_out: Counter,
+    bad_payload: Counter,
+    failed: Counter,
+}
+
+struct Shared {
+    reader: ReaderCounters,
+    workers: Vec<WorkerCounters>,
+    abandoned: Counter,
+    subscribed: AtomicBool,
+}
+
+/// The sending side of the worker queues, kept to read their counters.
+type Queues = Arc<Vec<QueueSender<Msg>>>;
+
+fn snapshot(shared: &Shared, queues: &Queues) -> Report {
+    let mut report = Report {
+        received: shared.reader.received.get(),
+        oversized: shared.reader.oversized.get(),
+        reconnects: shared.reader.reconnects.get(),
+        gaps: shared.reader.gaps.get(),
+        missing: shared.reader.missing.get(),
+        unknown_gaps: shared.reader.unknown_gaps.get(),
+        abandoned: shared.abandoned.get(),
+        ..Report::default()
+    };
+    for worker in &shared.workers {
+        report.processed += worker.processed.get();
+        report.timed_out += worker.timed_out.get();
+        report.bad_payload += worker.bad_payload.get();
+        report.failed += worker.failed.get();
+    }
+    for queue in queues.iter() {
+        let stats = queue.stats();
+        report.dropped += stats.dropped();
+        report.max_queue = report.max_queue.max(stats.max_len as u64);
+    }
+    report
+}
+
+/// A running subscriber: read its counters, stop it.
+pub struct Running {
+    shared: Arc<Shared>,
+    queues: Queues,
+    stop: watch::Sender<bool>,
+    supervisor: JoinHandle<Result<Report>>,
+}
+
+impl Running {
+    /// The counters right now.
+    pub fn snapshot(&self) -> Report {
+        snapshot(&self.shared, &self.queues)
+    }
+
+    /// True while the subscriptions are confirmed on a live connection.
+    pub fn is_subscribed(&self) -> bool {
+        self.shared.subscribed.load(Ordering::Relaxed)
+    }
+
+    /// True once the subscriber stopped by itself (it gave up reconnecting).
+    pub fn is_finished(&self) -> bool {
+        self.supervisor.is_finished()
+    }
+
+    /// Stop reading, unsubscribe, drain the queues within the deadline; the final report.
+    pub async fn shutdown(self) -> Result<Report> {
+        let _ = self.stop.send(true);
+        self.wait().await
+    }
+
+    /// Wait until the subscriber stops (after [`shutdown`](Self::shutdown) or on a fatal
+    /// error such as giving up reconnecting).
+    pub async fn wait(self) -> Result<Report> {
+        match self.supervisor.await {
+            Ok(result) => result,
+            Err(error) => Err(anyhow!("the subscriber task failed: {error}")),
+        }
+    }
+}
+
+// ANCHOR: run
+/// Run the subscriber until `shutdown` completes (Ctrl-C, SIGTERM, ...) or it gives up;
+/// returns the final counters. Connection problems at start are an error right away unless
+/// [`Config::retry_at_start`] is set.
+pub async fn run<H, Fut>(
+    config: Config,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Report>
+where
+    H: FnMut(Msg) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<(), Rejected>> + Send + 'static,
+{
+    let running = start(config, handler).await?;
+    tokio::pin!(shutdown);
+    let stop = running.stop.clone();
+    let mut supervisor = running.supervisor;
+    tokio::select! {
+        result = &mut supervisor => return result.map_err(|e| anyhow!("subscriber task: {e}"))?,
+        () = &mut shutdown => {}
+    }
+    let _ = stop.send(true);
+    supervisor
+        .await
+        .map_err(|e| anyhow!("subscriber task: {e}"))?
+}
+// ANCHOR_END: run
+
+// ANCHOR: start
+/// Connect, subscribe, and start the reader and the workers. Returns once the subscriptions
+/// are confirmed, so that nothing published after this returns can pass the subscriber by.
+pub async fn start<H, Fut>(config: Config, handler: H) -> Result<Running>
+where
+    H: FnMut(Msg) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<(), Rejected>> + Send + 'static,
+{
+    if config.channels.is_empty() && config.patterns.is_empty() {
+        bail!("nothing to subscribe to: give at least one channel or pattern");
+    }
+    if config.workers == 0 || config.queue_capacity == 0 {
+        bail!("workers and queue capacity must be at least 1");
+    }
+    let client = redis::Client::open(config.url.as_str()).map_err(|error| {
+        anyhow!(
+            "not a valid Redis URL: {} ({error})",
+            redact_url(&config.url)
+        )
+    })?;
+    // The first connection: fail fast with a clear reason, unless asked to wait for Redis.
+    let first = if config.retry_at_start {
+        // Nobody can ask us to stop yet: keep the sender alive so the wait never ends early.
+        let (_never, mut not_stopped) = watch::channel(false);
+        connect_with_backoff(&client, &config, &mut not_stopped)
+            .await?
+            .ok_or_else(|| anyhow!("stopped before the first connection"))?
+    } else {
+        connect(&client, &config)
+            .await
+            .map_err(|error| error.describe(&config.url))?
+    };
+
+    let shared = Arc::new(Shared {
+        reader: ReaderCounters::default(),
+        workers: (0..config.workers)
+            .map(|_| WorkerCounters::default())
+            .collect(),
+        abandoned: Counter::default(),
+        subscribed: AtomicBool::new(true),
+    });
+    let mut senders = Vec::new();
+    let mut workers = Vec::new();
+    for index in 0..config.workers {
+        let (sender, receiver) = bounded(config.queue_capacity, config.overflow);
+        senders.push(sender);
+        workers.push(tokio::spawn(worker(
+            receiver,
+            handler.clone(),
+            config.handler_timeout,
+            Arc::clone(&shared),
+            index,
+        )));
+    }
+    let queues: Queues = Arc::new(senders);
+    config.event(Event::Subscribed {
+        reconnects: 0,
+        channels: config.channels.len(),
+        patterns: config.patterns.len(),
+    });
+    // `true` asks for shutdown; dropping the sender (the `Running` handle) does too.
+    let (stop, stop_rx) = watch::channel(false);
+    let mut reader = Reader {
+        channels: Channels {
+            states: HashMap::new(),
+            hasher: RandomState::new(),
+            workers: queues.len() as u64,
+            first_seq: config.first_seq,
+        },
+        config,
+        client,
+        queues: Arc::clone(&queues),
+        shared: Arc::clone(&shared),
+        lost_connection_at: None,
+    };
+    for channel in &reader.config.channels {
+        reader.channels.state(channel);
+    }
+    let supervisor = tokio::spawn(reader.run(first, stop_rx, workers));
+    Ok(Running {
+        shared,
+        queues,
+        stop,
+        supervisor,
+    })
+}
+// ANCHOR_END: start
+
+/// A live, subscribed connection: the sink sends commands, the stream yields messages.
+type Connection = (PubSubSink, PubSubStream);
+
+/// Why connecting failed: Redis said no, or it did not answer in time.
+enum ConnectError {
+    Redis(redis::RedisError),
+    Timeout(Duration),
+}
+
+impl ConnectError {
+    fn describe(&self, url: &str) -> anyhow::Error {
+        match self {
+            ConnectError::Redis(error) => crate::connect::describe(error, url),
+            ConnectError::Timeout(limit) => anyhow!(
+                "no answer from Redis at {} within {limit:?} while subscribing: is the host \
+                 right, and is the server paused or overloaded?",
+                redact_url(url)
+            ),
+        }
+    }
+}
+
+// ANCHOR: connect
+/// One attempt: a new Pub/Sub connection, every channel and pattern subscribed again.
+async fn connect(client: &redis::Client, config: &Config) -> Result<Connection, ConnectError> {
+    let attempt = async {
+        let (mut sink, stream) = client.get_async_pubsub().await?.split();
+        // `subscribe` returns once Redis confirmed every channel: from then on nothing
+        // published can pass us by.
+        if !config.channels.is_empty() {
+            sink.subscribe(&config.channels).await?;
+        }
+        if !config.patterns.is_empty() {
+            sink.psubscribe(&config.patterns).await?;
+        }
+        Ok((sink, stream))
+    };
+    match tokio::time::timeout(config.connect_timeout, attempt).await {
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(error)) => Err(ConnectError::Redis(error)),
+        Err(_elapsed) => Err(ConnectError::Timeout(config.connect_timeout)),
+    }
+}
+
+/// Attempt after attempt, with backoff, until connected, stopped (`Ok(None)`), or out of
+/// attempts.
+async fn connect_with_backoff(
+    client: &redis::Client,
+    config: &Config,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Option<Connection>> {
+    let mut failed = 0u32;
+    loop {
+        match connect(client, config).await {
+            Ok(connection) => return Ok(Some(connection)),
+            Err(error) => {
+                let error = error.describe(&config.url);
+                failed += 1;
+                if config
+                    .max_reconnect_attempts
+                    .is_some_and(|max| failed >= max)
+                {
+                    bail!("gave up after {failed} failed connection attempts; last: {error:#}");
+                }
+                let retry_in = config.backoff.delay(failed - 1);
+                config.event(Event::ConnectFailed {
+                    error: format!("{error:#}"),
+                    retry_in,
+                });
+                tokio::select! {
+                    () = tokio::time::sleep(retry_in) => {}
+                    _ = stop.wait_for(|stopped| *stopped) => return Ok(None),
+                }
+            }
+        }
+    }
+}
+// ANCHOR_END: connect
+
+/// What the reader knows about one channel.
+struct ChannelState {
+    /// The worker that owns this channel.
+    worker: usize,
+    /// The sequence number expected next (numbered publishers).
+    next_seq: Option<u64>,
+}
+
+/// Every channel seen so far.
+struct Channels {
+    states: HashMap<String, ChannelState>,
+    hasher: RandomState,
+    workers: u64,
+    first_seq: Option<u64>,
+}
+
+impl Channels {
+    /// What we know about `channel`. One map lookup per message gives both the worker and
+    /// the sequence state; the name is copied only the first time a channel is seen (a
+    /// pattern can match new channels at any time).
+    fn state(&mut self, channel: &str) -> &mut ChannelState {
+        if !self.states.contains_key(channel) {
+            let state = ChannelState {
+                worker: (self.hasher.hash_one(channel) % self.workers) as usize,
+                next_seq: self.first_seq,
+            };
+            self.states.insert(channel.to_string(), state);
+        }
+        // Cannot fail: the channel is in the map now.
+        self.states
+            .get_mut(channel)
+            .expect("the channel was inserted above")
+    }
+}
+
+/// How reading one connection ended.
+enum Ended {
+    /// Shutdown was asked for; the connection is still up.
+    Shutdown(Connection),
+    /// The stream ended: Redis closed the connection, or it broke.
+    Closed,
+    /// A PING went unanswered.
+    Unresponsive,
+    /// A queue is full and the policy is `disconnect`.
+    Overflow,
+}
+
+/// Messages taken from the stream without going back through `select!` (see `read`).
+const READY_BATCH: usize = 128;
+
+struct Reader {
+    config: Config,
+    client: redis::Client,
+    queues: Queues,
+    shared: Arc<Shared>,
+    channels: Channels,
+    lost_connection_at: Option<Instant>,
+}
+
+impl Reader {
+    // ANCHOR: reconnect
+    /// Read connection after connection until shutdown; then drain and report.
+    async fn run(
+        mut self,
+        first: Connection,
+        mut stop: watch::Receiver<bool>,
+        workers: Vec<JoinHandle<()>>,
+    ) -> Result<Report> {
+        let mut connection = first;
+        let result = loop {
+            let ended = self.read(connection, &mut stop).await;
+            let reason = match ended {
+                Ended::Shutdown(connection) => break self.unsubscribe_and_drain(connection).await,
+                Ended::Closed => {
+                    "the connection closed (server restarted, killed us, or \
+                                       the output buffer limit was hit)"
+                }
+                Ended::Unresponsive => "PING unanswered: the server stopped responding",
+                Ended::Overflow => "a worker queue is full and the policy is disconnect",
+            };
+            self.shared.subscribed.store(false, Ordering::Relaxed);
+            self.lost_connection_at = Some(Instant::now());
+            self.config.event(Event::Disconnected {
+                reason: reason.to_string(),
+            });
+            if matches!(ended, Ended::Overflow) {
+                // Reconnecting at once would overflow again: let the workers catch up first.
+                self.wait_for_empty_queues(&mut stop).await;
+            }
+            match connect_with_backoff(&self.client, &self.config, &mut stop).await {
+                Ok(Some(next)) => {
+                    self.shared.reader.reconnects.add(1);
+                    self.shared.subscribed.store(true, Ordering::Relaxed);
+                    self.config.event(Event::Subscribed {
+                        reconnects: self.shared.reader.reconnects.get(),
+                        channels: self.config.channels.len(),
+                        patterns: self.config.patterns.len(),
+                    });
+                    if !self.config.numbered {
+                        self.shared.reader.unknown_gaps.add(1);
+                        let down_for = self.lost_connection_at.map(|at| at.elapsed());
+                        self.config.event(Event::UnknownGap {
+                            down_for: down_for.unwrap_or_default(),
+                        });
+                    }
+                    connection = next;
+                }
+                Ok(None) => break Ok(()),
+                Err(error) => break Err(error),
+            }
+        };
+        self.shared.subscribed.store(false, Ordering::Relaxed);
+        // No more pushes: each worker handles what is queued, then stops.
+        for queue in self.queues.iter() {
+            queue.close();
+        }
+        let deadline = tokio::time::sleep(self.config.drain_deadline);
+        tokio::pin!(deadline);
+        for mut worker in workers {
+            tokio::select! {
+                _ = &mut worker => {}
+                () = &mut deadline => worker.abort(),
+            }
+        }
+        // Whatever entered a queue and was neither handled nor dropped was abandoned.
+        let report = snapshot(&self.shared, &self.queues);
+        let queued: u64 = self
+            .queues
+            .iter()
+            .map(|q| {
+                let stats = q.stats();
+                stats.queued - stats.dropped_oldest
+            })
+            .sum();
+        let handled = report.processed + report.timed_out + report.bad_payload + report.failed;
+        self.shared.abandoned.add(queued.saturating_sub(handled));
+        result.map(|()| snapshot(&self.shared, &self.queues))
+    }
+    // ANCHOR_END: reconnect
+
+    // ANCHOR: read
+    /// Read one connection until it ends, shutdown is asked for, or a PING goes unanswered.
+    async fn read(&mut self, connection: Connection, stop: &mut watch::Receiver<bool>) -> Ended {
+        let (sink, mut stream) = connection;
+        let (dead_tx, mut dead) = oneshot::channel();
+        let pinger = tokio::spawn(ping(
+            sink.clone(),
+            self.config.ping_every,
+            self.config.ping_timeout,
+            dead_tx,
+        ));
+        let ended = loop {
+            let first = tokio::select! {
+                biased;
+                _ = stop.wait_for(|stopped| *stopped) => break Ended::Shutdown((sink, stream)),
+                _ = &mut dead => {
+                    // Keep what the connection already delivered before dropping it.
+                    while let Some(Some(msg)) = stream.next().now_or_never() {
+                        if !self.accept(msg) {
+                            break;
+                        }
+                    }
+                    break Ended::Unresponsive;
+                }
+                msg = stream.next() => msg,
+            };
+            let Some(msg) = first else {
+                break Ended::Closed;
+            };
+            if !self.accept(msg) {
+                break Ended::Overflow;
+            }
+            // Under load many messages are ready at once: take them without polling the stop
+            // signal and the PING each time (like Tokio's own cooperative budget).
+            let mut overflow = false;
+            let mut ended = false;
+            for _ in 0..READY_BATCH {
+                match stream.next().now_or_never() {
+                    Some(Some(msg)) => {
+                        if !self.accept(msg) {
+                            overflow = true;
+                            break;
+                        }
+                    }
+                    Some(None) => {
+                        ended = true;
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            if overflow {
+                break Ended::Overflow;
+            }
+            if ended {
+                break Ended::Closed;
+            }
+        };
+        pinger.abort();
+        ended
+    }
+    // ANCHOR_END: read
+
+    // ANCHOR: accept
+    /// Check one message and hand it to its channel's worker. Never waits. Returns false when
+    /// the queue overflowed under the `disconnect` policy.
+    fn accept(&mut self, msg: Msg) -> bool {
+        let counters = &self.shared.reader;
+        counters.received.add(1);
+        let payload = msg.get_payload_bytes();
+        if payload.len() > self.config.max_payload {
+            counters.oversized.add(1);
+            return true;
+        }
+        let channel = msg.get_channel_name();
+        let state = self.channels.state(channel);
+        if self.config.numbered
+            && let Ok(seq) = crate::seq_of(payload)
+        {
+            if let Some(expected) = state.next_seq
+                && seq > expected
+            {
+                counters.gaps.add(1);
+                counters.missing.add(seq - expected);
+                self.config.event(Event::Gap {
+                    channel: channel.to_string(),
+                    first: expected,
+                    last: seq - 1,
+                });
+            }
+            // A lower number than expected (a restarted publisher) starts the count again.
+            state.next_seq = Some(seq + 1);
+        }
+        // The queue counts what it drops; only `disconnect` needs an answer from us.
+        let worker = state.worker;
+        !matches!(
+            self.queues[worker].push(msg),
+            Pushed::Overflowed(_) | Pushed::Closed(_)
+        )
+    }
+    // ANCHOR_END: accept
+
+    // ANCHOR: shutdown
+    /// Shutdown: unsubscribe, then hand over what had arrived before Redis confirmed.
+    async fn unsubscribe_and_drain(&mut self, (mut sink, mut stream): Connection) -> Result<()> {
+        let unsubscribe = async {
+            if !self.config.channels.is_empty() {
+                sink.unsubscribe(&self.config.channels).await?;
+            }
+            if !self.config.patterns.is_empty() {
+                sink.punsubscribe(&self.config.patterns).await?;
+            }
+            Ok::<_, redis::RedisError>(())
+        };
+        // A server that does not answer must not hold the shutdown up: the messages already
+        // read are handed over either way.
+        let _ = tokio::time::timeout(Duration::from_secs(1), unsubscribe).await;
+        while let Some(Some(msg)) = stream.next().now_or_never() {
+            if !self.accept(msg) {
+                break;
+            }
+        }
+        Ok(())
+    }
+    // ANCHOR_END: shutdown
+
+    async fn wait_for_empty_queues(&self, stop: &mut watch::Receiver<bool>) {
+        while self.queues.iter().any(|q| !q.is_empty()) && !*stop.borrow() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// PING every `every`; when one is not answered within `timeout`, say so and stop.
+async fn ping(mut sink: PubSubSink, every: Duration, timeout: Duration, dead: oneshot::Sender<()>) {
+    loop {
+        tokio::time::sleep(every).await;
+        let answered = tokio::time::timeout(timeout, sink.ping::<redis::Value>()).await;
+        if !matches!(answered, Ok(Ok(_))) {
+            let _ = dead.send(());
+            return;
+        }
+    }
+}
+
+// ANCHOR: worker
+/// One worker: its channels' messages, in order, each with a time limit.
+async fn worker<H, Fut>(
+    mut queue: QueueReceiver<Msg>,
+    mut handler: H,
+    limit: Duration,
+    shared: Arc<Shared>,
+    index: usize,
+) where
+    H: FnMut(Msg) -> Fut,
+    Fut: Future<Output = Result<(), Rejected>>,
+{
+    let counters = &shared.workers[index];
+    let mut batch = Vec::with_capacity(64);
+    // One lock per batch, not per message; `0` means closed and drained.
+    while queue.recv_many(&mut batch, 64).await > 0 {
+        for msg in batch.drain(..) {
+            // A panicking handler must not take the worker (and its channels) down with it.
+            let handled = AssertUnwindSafe(handler(msg)).catch_unwind();
+            match tokio::time::timeout(limit, handled).await {
+                Ok(Ok(Ok(()))) => counters.processed.add(1),
+                Ok(Ok(Err(Rejected::BadPayload))) => counters.bad_payload.add(1),
+                // A handler error, or a panic caught above.
+                Ok(Ok(Err(Rejected::Failed(_))) | Err(_)) => counters.failed.add(1),
+                // The handler's future is dropped here: a hung handler is abandoned, not
+                // waited on. (A handler that *blocks the thread* cannot be stopped this way:
+                // run blocking work with `spawn_blocking`.)
+                Err(_elapsed) => counters.timed_out.add(1),
+            }
+        }
+    }
+}
+// ANCHOR_END: worker
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_jitter() {
+        let backoff = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        for _ in 0..100 {
+            let first = backoff.delay(0);
+            assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+            let third = backoff.delay(2);
+            assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400));
+            let late = backoff.delay(40);
+            assert!(late >= Duration::from_millis(500) && late <= Duration::from_secs(1));
+        }
+    }
+
+    #[test]
+    fn report_counts_what_was_noticed() {
+        let report = Report {
+            missing: 3,
+            dropped: 4,
+            abandoned: 5,
+            ..Report::default()
+        };
+        assert_eq!(report.noticed(), 12);
+        assert!(
+            report
+                .to_string()
+                .starts_with("received=0 processed=0 dropped=4")
+        );
+    }
+}
