@@ -1,0 +1,882 @@
+//! Chapter 5: backpressure, measured. A publisher ten times faster than the handler, for a
+//! few seconds, against a Redis whose Pub/Sub output buffer limit is small
+//! (`client-output-buffer-limit pubsub 1mb 256kb 1`): where does the backlog go, and where
+//! are messages lost?
+//!
+//! cargo run --example ch05_backpressure                  # every design, ~1 minute
+//! cargo run --example ch05_backpressure -- --quick       # a few seconds
+//! cargo run --example ch05_backpressure -- --write-chart # also src/generated/ch05-rss.md
+//! cargo run --example ch05_backpressure -- --scenario queue-drop-oldest --capacity 500
+//!
+//! Each scenario runs in a child process of its own (this program, re-executed with
+//! `--child`), so that the peak memory it reports belongs to one design only.
+
+use std::fmt;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use futures::{Stream, StreamExt};
+use lab::gaps::DetectGaps;
+use lab::mem::{RssSampler, peak_rss_mb, rss_mb};
+use lab::overflow::{Overflow, Pushed, QueueReceiver, QueueSender, bounded};
+use lab::{PublishReport, Publisher, RedisServer, ResultLine, Tally};
+use redis::Msg;
+use tokio::sync::oneshot;
+
+/// The small limit every scenario runs under: disconnect a subscriber at 1 MB of backlog, or
+/// at 256 KB for 1 second. (Redis's default is `32mb 8mb 60`: the same story, only later.)
+const PUBSUB_LIMIT: &str = "pubsub 1mb 256kb 1";
+/// When nothing arrives for this long after the publisher finished, the run is over.
+fn quiet() -> Duration {
+    Duration::from_millis(lab::scaled(1500, 500))
+}
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "Chapter 5: where a slow subscriber's backlog goes, measured")]
+struct Args {
+    /// A small, fast run (also LAB_QUICK=1).
+    #[arg(long)]
+    quick: bool,
+    /// Run only these scenarios (comma-separated; default: all). Names: old-slow-stream,
+    /// unbounded-slow, blocking-handler, queue-POLICY, resp3-POLICY, with POLICY one of
+    /// drop-newest, drop-oldest, disconnect.
+    #[arg(long, value_delimiter = ',')]
+    scenario: Vec<Scenario>,
+    /// How long the publisher runs, in seconds (default 5; 0.5 with --quick).
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Messages per second the publisher sends.
+    #[arg(long, default_value_t = 10_000.0)]
+    rate: f64,
+    /// How long the handler takes per message, in milliseconds, while the publisher runs.
+    #[arg(long, default_value_t = 1)]
+    handler_ms: u64,
+    /// Payload size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    payload: usize,
+    /// Capacity of the bounded queue of the recommended designs.
+    #[arg(long, default_value_t = 1000)]
+    capacity: usize,
+    /// Write the chart of this run's measurements to src/generated/ch05-rss.md.
+    #[arg(long)]
+    write_chart: bool,
+    /// Internal: run one scenario in this process and print its RESULT line.
+    #[arg(long, hide = true)]
+    child: bool,
+}
+
+/// One experiment: a way of consuming the subscription.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scenario {
+    /// redis 0.25.5, one long-lived `on_message` stream, slow async handler.
+    OldSlowStream,
+    /// redis 1.8.1, `get_async_pubsub`, slow async handler.
+    UnboundedSlow,
+    /// redis 1.8.1, blocking handler on a current-thread runtime.
+    BlockingHandler,
+    /// redis 1.8.1: a reader drains the stream into a bounded queue with this policy.
+    Queue(Overflow),
+    /// redis 1.8.1, RESP3: the push sender pushes into a bounded queue with this policy.
+    Resp3(Overflow),
+}
+
+impl Scenario {
+    const ALL: [Scenario; 7] = [
+        Scenario::OldSlowStream,
+        Scenario::UnboundedSlow,
+        Scenario::BlockingHandler,
+        Scenario::Queue(Overflow::DropNewest),
+        Scenario::Queue(Overflow::DropOldest),
+        Scenario::Queue(Overflow::Disconnect),
+        Scenario::Resp3(Overflow::DropOldest),
+    ];
+
+    fn client(self) -> &'static str {
+        match self {
+            Scenario::OldSlowStream => lab::REDIS_0_25,
+            _ => lab::REDIS_CURRENT,
+        }
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scenario::OldSlowStream => f.write_str("old-slow-stream"),
+            Scenario::UnboundedSlow => f.write_str("unbounded-slow"),
+            Scenario::BlockingHandler => f.write_str("blocking-handler"),
+            Scenario::Queue(policy) => write!(f, "queue-{policy}"),
+            Scenario::Resp3(policy) => write!(f, "resp3-{policy}"),
+        }
+    }
+}
+
+impl FromStr for Scenario {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let scenario = match s {
+            "old-slow-stream" => Scenario::OldSlowStream,
+            "unbounded-slow" => Scenario::UnboundedSlow,
+            "blocking-handler" => Scenario::BlockingHandler,
+            _ => match (s.strip_prefix("queue-"), s.strip_prefix("resp3-")) {
+                (Some(policy), _) => Scenario::Queue(policy.parse()?),
+                (_, Some(policy)) => Scenario::Resp3(policy.parse()?),
+                _ => bail!(
+                    "unknown scenario {s:?}: expected old-slow-stream, unbounded-slow, \
+                     blocking-handler, queue-POLICY or resp3-POLICY"
+                ),
+            },
+        };
+        if scenario == Scenario::Resp3(Overflow::Disconnect) {
+            bail!(
+                "resp3-disconnect is not offered: the push sender cannot drop its own \
+                 connection; use queue-disconnect"
+            );
+        }
+        Ok(scenario)
+    }
+}
+
+/// The sizes of one run, the same in the parent and in every child.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    messages: u64,
+    rate: f64,
+    handler: Duration,
+    payload: usize,
+    capacity: usize,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let quick = args.quick || lab::quick();
+    let seconds = args.seconds.unwrap_or(if quick { 0.5 } else { 5.0 });
+    if !(seconds > 0.0 && args.rate >= 1.0 && args.capacity > 0) {
+        bail!("--seconds and --rate must be positive and --capacity at least 1");
+    }
+    let plan = Plan {
+        messages: (seconds * args.rate) as u64,
+        rate: args.rate,
+        handler: Duration::from_millis(args.handler_ms),
+        payload: args.payload.max(32),
+        capacity: args.capacity,
+    };
+    if args.child {
+        let [scenario] = args.scenario[..] else {
+            bail!("--child runs exactly one --scenario");
+        };
+        return run_child(scenario, plan);
+    }
+    let scenarios = if args.scenario.is_empty() {
+        Scenario::ALL.to_vec()
+    } else {
+        args.scenario.clone()
+    };
+    println!(
+        "publisher: {} messages of {} B at {}/s; handler: {:?} per message; queue capacity {}; \
+         server: client-output-buffer-limit {PUBSUB_LIMIT}",
+        plan.messages, plan.payload, plan.rate, plan.handler, plan.capacity
+    );
+    let mut runs = Vec::new();
+    if quick {
+        // Quick mode only checks that everything runs: all scenarios at once.
+        let children: Vec<_> = scenarios
+            .iter()
+            .map(|&scenario| Ok((scenario, spawn_child(scenario, &args, seconds)?)))
+            .collect::<Result<_>>()?;
+        for (scenario, child) in children {
+            runs.push(collect_child(scenario, child)?);
+        }
+    } else {
+        // One at a time, so that the scenarios do not compete for the CPU.
+        for scenario in scenarios {
+            runs.push(collect_child(
+                scenario,
+                spawn_child(scenario, &args, seconds)?,
+            )?);
+        }
+    }
+    if args.write_chart {
+        let path = write_chart(&runs, plan)?;
+        println!("wrote {path}");
+    }
+    Ok(())
+}
+
+/// A finished child: its RESULT line and its RSS samples.
+struct ChildRun {
+    scenario: Scenario,
+    result: ResultLine,
+    samples: Vec<(f64, f64)>,
+}
+
+/// Start one scenario in a fresh process.
+fn spawn_child(scenario: Scenario, args: &Args, seconds: f64) -> Result<std::process::Child> {
+    let exe = std::env::current_exe().context("finding this program to re-run it")?;
+    Command::new(exe)
+        .args(["--child", "--scenario", &scenario.to_string()])
+        .args([
+            "--seconds",
+            &seconds.to_string(),
+            "--rate",
+            &args.rate.to_string(),
+        ])
+        .args(["--handler-ms", &args.handler_ms.to_string()])
+        .args(["--payload", &args.payload.to_string()])
+        .args(["--capacity", &args.capacity.to_string()])
+        .args((args.quick || lab::quick()).then_some("--quick"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting a child process")
+}
+
+/// Wait for a child, pass on what it printed, keep its RESULT line and RSS samples.
+fn collect_child(scenario: Scenario, mut child: std::process::Child) -> Result<ChildRun> {
+    let stdout = child.stdout.take().context("child stdout")?;
+    let mut result = None;
+    let mut samples = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        if let Some(rest) = line.strip_prefix("SAMPLES ") {
+            samples = parse_samples(rest);
+            continue;
+        }
+        println!("{line}");
+        if line.starts_with("RESULT ") {
+            result = Some(line.parse::<ResultLine>()?);
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("scenario {scenario} failed ({status})");
+    }
+    let result = result.with_context(|| format!("scenario {scenario} printed no RESULT line"))?;
+    Ok(ChildRun {
+        scenario,
+        result,
+        samples,
+    })
+}
+
+fn run_child(scenario: Scenario, plan: Plan) -> Result<()> {
+    // The blocking handler is only a problem on a runtime with one thread: that is the
+    // point of the scenario. Everything else runs on the usual multi-thread runtime.
+    let runtime = match scenario {
+        Scenario::BlockingHandler => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        _ => tokio::runtime::Runtime::new()?,
+    };
+    runtime.block_on(async move {
+        let server = RedisServer::builder()
+            .config("client-output-buffer-limit", PUBSUB_LIMIT)
+            .start_or_env()?;
+        println!("--- {scenario}: Redis at {}", server.display_url());
+        let channel = lab::unique_channel("ch05:backpressure");
+        let sampler = RssSampler::start(Duration::from_millis(100));
+        let rss_start = rss_mb().unwrap_or(0.0);
+        let outcome = match scenario {
+            Scenario::OldSlowStream => old_slow_stream(&server, &channel, plan).await?,
+            Scenario::UnboundedSlow => current_stream(&server, &channel, plan, false).await?,
+            Scenario::BlockingHandler => current_stream(&server, &channel, plan, true).await?,
+            Scenario::Queue(policy) => queue_design(&server, &channel, plan, policy).await?,
+            Scenario::Resp3(policy) => resp3_design(&server, &channel, plan, policy).await?,
+        };
+        let samples = sampler.finish().await;
+        let rss_peak = peak_rss_mb().unwrap_or(0.0);
+        outcome.print(scenario, rss_start, rss_peak);
+        println!("SAMPLES {}", format_samples(&samples));
+        Ok(())
+    })
+}
+
+/// What one scenario measured.
+#[derive(Debug, Default)]
+struct Outcome {
+    tally: Option<Tally>,
+    publish: PublishReport,
+    /// Lost messages the subscriber itself detected.
+    noticed: u64,
+    /// The subscription's stream ended before the run did: Redis disconnected us.
+    disconnects: u64,
+    /// Messages received but not yet handled when the publisher stopped.
+    backlog_at_end: u64,
+    /// The bounded queue's drops (recommended designs).
+    dropped: u64,
+    /// Messages missing between two that arrived (sequence gaps).
+    gaps_missing: u64,
+    /// Reconnect-and-resync rounds (policy `disconnect`).
+    resyncs: u64,
+    /// Peak queue length.
+    max_queue: usize,
+}
+
+impl Outcome {
+    fn print(&self, scenario: Scenario, rss_start: f64, rss_peak: f64) {
+        let tally = self.tally.as_ref().expect("every scenario tallies");
+        println!(
+            "{scenario}: received {} of {}, missing: {}; PUBLISH replies: queued for {} \
+             subscriber(s), {} heard by nobody",
+            tally.received(),
+            tally.sent(),
+            tally.missing_summary(3),
+            self.publish.queued_for,
+            self.publish.unheard
+        );
+        ResultLine::from_tally(
+            &scenario.to_string(),
+            scenario.client(),
+            tally,
+            self.noticed,
+        )
+        .with("disconnects", self.disconnects)
+        .with("gap_free_prefix", tally.is_gap_free_prefix())
+        .with("tail_lost", tail_lost(tally))
+        .with("queued_for", self.publish.queued_for)
+        .with("unheard", self.publish.unheard)
+        .with("backlog_at_end", self.backlog_at_end)
+        .with("dropped", self.dropped)
+        .with("gaps_missing", self.gaps_missing)
+        .with("resyncs", self.resyncs)
+        .with("max_queue", self.max_queue)
+        .with("rss_start_mb", format!("{rss_start:.1}"))
+        .with("rss_peak_mb", format!("{rss_peak:.1}"))
+        .with("rss_growth_mb", format!("{:.1}", rss_peak - rss_start))
+        .print();
+    }
+}
+
+/// How many of the last messages published are missing: what loss after the last message
+/// that arrived looks like (drop-newest drops the tail; drop-oldest keeps it).
+fn tail_lost(tally: &Tally) -> u64 {
+    match tally.missing().last() {
+        Some(range) if *range.end() + 1 == tally.sent() => range.end() - range.start() + 1,
+        _ => 0,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The publisher: its own thread and runtime, so that nothing the subscriber does (not even a
+// handler that blocks its only thread) slows it down. Pub/Sub never slows a publisher down.
+
+fn start_publisher(
+    url: &str,
+    channel: &str,
+    plan: Plan,
+) -> oneshot::Receiver<Result<PublishReport>> {
+    let (done, report) = oneshot::channel();
+    let url = url.to_string();
+    let publisher = Publisher::new(channel)
+        .payload_size(plan.payload)
+        .pipeline_len(PUBLISH_BATCH as usize);
+    std::thread::spawn(move || {
+        let result = (|| -> Result<PublishReport> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let client = redis::Client::open(url.as_str())?;
+                let mut con = client.get_multiplexed_async_connection().await?;
+                publish_paced(&publisher, &mut con, plan).await
+            })
+        })();
+        let _ = done.send(result);
+    });
+    report
+}
+
+/// At most this many PUBLISH commands in one pipeline: when the publisher falls behind its
+/// rate (a busy machine), it catches up in small batches, so that its own memory stays
+/// small and does not blur the subscriber's.
+const PUBLISH_BATCH: u64 = 100;
+
+/// Publish `0..plan.messages` at `plan.rate` per second.
+async fn publish_paced(
+    publisher: &Publisher,
+    con: &mut redis::aio::MultiplexedConnection,
+    plan: Plan,
+) -> Result<PublishReport> {
+    let started = std::time::Instant::now();
+    let mut total = PublishReport::default();
+    let mut next = 0;
+    while next < plan.messages {
+        let due = ((started.elapsed().as_secs_f64() * plan.rate) as u64 + 1).min(plan.messages);
+        if due > next {
+            let end = due.min(next + PUBLISH_BATCH);
+            let report = publisher.send(con, next..end).await?;
+            total.sent += report.sent;
+            total.queued_for += report.queued_for;
+            total.unheard += report.unheard;
+            next = end;
+        } else {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    total.elapsed = started.elapsed();
+    Ok(total)
+}
+
+/// The handler: takes `plan.handler` per message while the publisher runs. To keep each run
+/// short, it becomes instant once the publisher has stopped, so what is left drains quickly
+/// and we can count it.
+async fn handle(plan: Plan, publishing: bool) {
+    if publishing && !plan.handler.is_zero() {
+        tokio::time::sleep(plan.handler).await;
+    }
+}
+
+fn seq(msg: &Msg) -> Option<u64> {
+    lab::seq_of(msg.get_payload_bytes()).ok()
+}
+
+/// Read `stream` with a handler, until it ends or is quiet after the publisher stopped.
+/// `blocking`: the handler blocks the thread instead of awaiting.
+async fn consume<S, M>(
+    stream: S,
+    seq_of: impl Fn(&M) -> Option<u64>,
+    publishing: oneshot::Receiver<Result<PublishReport>>,
+    plan: Plan,
+    blocking: bool,
+) -> Result<Outcome>
+where
+    S: Stream<Item = M> + Unpin,
+{
+    let mut tally = Tally::new(plan.messages);
+    let mut outcome = Outcome::default();
+    let mut checked = DetectGaps::new(stream, |msg: &M| seq_of(msg)).starting_at(0);
+    let mut publishing = Some(publishing);
+    loop {
+        if let Some(done) = publishing.as_mut().and_then(|rx| rx.try_recv().ok()) {
+            outcome.publish = done?;
+            outcome.backlog_at_end = plan.messages.saturating_sub(tally.received());
+            publishing = None;
+        }
+        let next = match tokio::time::timeout(quiet(), checked.next()).await {
+            Ok(next) => next,
+            Err(_quiet) if publishing.is_none() => break,
+            Err(_quiet) => continue,
+        };
+        match next {
+            Some(Ok(msg)) => {
+                if let Some(seq) = seq_of(&msg) {
+                    tally.record(seq);
+                }
+                if blocking && publishing.is_some() {
+                    std::thread::sleep(plan.handler); // a synchronous call: the thread is busy
+                } else {
+                    handle(plan, publishing.is_some()).await;
+                }
+            }
+            Some(Err(_gap)) => {}
+            // ANCHOR: stream_end
+            None => {
+                // The stream's item is a message, not a Result: a disconnect looks exactly
+                // like the end of the stream. Nothing says how many messages went with it.
+                outcome.disconnects += 1;
+                break;
+            } // ANCHOR_END: stream_end
+        }
+    }
+    if let Some(rx) = publishing {
+        outcome.publish = rx.await.context("publisher thread")??;
+    }
+    outcome.gaps_missing = checked.stats().missing;
+    // What the subscriber noticed: the holes between messages that arrived. The loss after
+    // the last one is invisible to it.
+    outcome.noticed = outcome.gaps_missing;
+    outcome.tally = Some(tally);
+    Ok(outcome)
+}
+
+// ---------------------------------------------------------------------------------------
+// Design 1: the old release (0.25.5), one long-lived stream, a slow handler. The client reads
+// the socket only when the stream is polled, so the backlog stays in Redis, and Redis
+// disconnects us at the output buffer limit.
+
+async fn old_slow_stream(server: &RedisServer, channel: &str, plan: Plan) -> Result<Outcome> {
+    // ANCHOR: old_stream
+    let client = redis_0_25::Client::open(server.url())?;
+    #[allow(deprecated)] // the old API, on purpose: this is how 0.25 subscribed
+    let mut pubsub = client.get_async_connection().await?.into_pubsub();
+    pubsub.subscribe(channel).await?;
+    let messages = pubsub.on_message(); // one stream for the whole run, as it should be
+    // ANCHOR_END: old_stream
+    let publishing = start_publisher(server.url(), channel, plan);
+    let seq_of = |msg: &redis_0_25::Msg| lab::seq_of(msg.get_payload_bytes()).ok();
+    consume(messages, seq_of, publishing, plan, false).await
+}
+
+// ---------------------------------------------------------------------------------------
+// Designs 2 and 3: the current release. A background task reads the socket into an
+// unbounded channel. With a slow *async* handler the reader keeps up, Redis never sees a
+// backlog, and the client's memory grows instead. With a *blocking* handler on a
+// current-thread runtime, the reader task never runs, and Redis disconnects us again.
+
+async fn current_stream(
+    server: &RedisServer,
+    channel: &str,
+    plan: Plan,
+    blocking: bool,
+) -> Result<Outcome> {
+    let client = lab::connect::open(server.url()).await?;
+    // ANCHOR: current_stream
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(channel).await?;
+    let messages = pubsub.into_on_message(); // drained by redis-rs's own task, unbounded
+    // ANCHOR_END: current_stream
+    let publishing = start_publisher(server.url(), channel, plan);
+    consume(messages, seq, publishing, plan, blocking).await
+}
+
+// ---------------------------------------------------------------------------------------
+// Design 4: a reader task that does nothing but move messages from the subscription into a
+// bounded queue, and a handler that takes them from the queue. The reader never waits, so
+// Redis never sees a backlog; the queue never grows past its capacity, so memory is
+// bounded; and every message the policy drops is counted.
+
+// ANCHOR: reader
+/// Subscribe and move every message into `queue` as soon as it arrives. Returns when the
+/// queue refuses a message under policy `Disconnect` (dropping the subscription, so that
+/// Redis stops buffering for us), when the queue is closed, or when the connection ends.
+async fn read_into_queue(
+    client: &redis::Client,
+    channel: &str,
+    queue: &QueueSender<Msg>,
+) -> Result<ReaderEnd> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(channel).await?;
+    let mut messages = pubsub.into_on_message();
+    while let Some(msg) = messages.next().await {
+        match queue.push(msg) {
+            // A full queue under a drop policy: the queue dropped one message and counted it.
+            Pushed::Queued | Pushed::DroppedNewest(_) | Pushed::DroppedOldest(_) => {}
+            // A full queue under `Disconnect`: stop reading, the caller resyncs.
+            Pushed::Overflowed(_) => return Ok(ReaderEnd::Overflowed),
+            Pushed::Closed(_) => return Ok(ReaderEnd::Closed),
+        }
+    }
+    Ok(ReaderEnd::Disconnected)
+}
+
+enum ReaderEnd {
+    Overflowed,
+    Closed,
+    Disconnected,
+}
+// ANCHOR_END: reader
+
+// ANCHOR: supervise
+/// Keep a reader running until the application aborts it: after an overflow or a dropped
+/// connection, wait until the handler has emptied the queue, then subscribe again. Messages
+/// published in between are lost; the handler notices them as a sequence gap (and, in a real
+/// application, reloads its state from the source of truth).
+async fn supervise_reader(
+    client: redis::Client,
+    channel: String,
+    queue: QueueSender<Msg>,
+    resyncs: Arc<AtomicU64>,
+) {
+    loop {
+        match read_into_queue(&client, &channel, &queue).await {
+            Ok(ReaderEnd::Closed) => return,
+            Ok(ReaderEnd::Overflowed | ReaderEnd::Disconnected) | Err(_) => {
+                resyncs.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        while !queue.is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+// ANCHOR_END: supervise
+
+// ANCHOR: handler
+/// The handler side, shared by the queue designs: take messages from the queue, check their
+/// sequence numbers with chapter 3's gap detector, handle each one.
+async fn handle_from_queue(
+    queue: QueueReceiver<Msg>,
+    publishing: oneshot::Receiver<Result<PublishReport>>,
+    plan: Plan,
+) -> Result<Outcome> {
+    // The queue as a Stream, so that the gap detector can wrap it.
+    let stream = futures::stream::unfold(queue, |mut queue| async move {
+        let msg = queue.recv().await?;
+        Some((msg, queue))
+    });
+    let mut checked = Box::pin(DetectGaps::new(stream, seq).starting_at(0));
+    // ANCHOR_END: handler
+    let mut tally = Tally::new(plan.messages);
+    let mut outcome = Outcome::default();
+    let mut publishing = Some(publishing);
+    loop {
+        if let Some(done) = publishing.as_mut().and_then(|rx| rx.try_recv().ok()) {
+            outcome.publish = done?;
+            outcome.backlog_at_end = plan.messages.saturating_sub(tally.received());
+            publishing = None;
+        }
+        match tokio::time::timeout(quiet(), checked.next()).await {
+            Ok(Some(Ok(msg))) => {
+                if let Some(seq) = seq(&msg) {
+                    tally.record(seq);
+                }
+                handle(plan, publishing.is_some()).await;
+            }
+            Ok(Some(Err(_gap))) => {}
+            // The queue was closed: the connection behind it is gone (RESP3 design).
+            Ok(None) => {
+                outcome.disconnects += 1;
+                break;
+            }
+            Err(_quiet) if publishing.is_none() => break,
+            Err(_quiet) => {}
+        }
+    }
+    if let Some(rx) = publishing {
+        outcome.publish = rx.await.context("publisher thread")??;
+    }
+    outcome.gaps_missing = checked.stats().missing;
+    // Messages after the last one that arrived: no gap shows them. The final resync (reading
+    // where the source of truth is; here, how many the publisher sent) does.
+    let expected_next = checked.expected_next().unwrap_or(0);
+    let tail = plan.messages.saturating_sub(expected_next);
+    outcome.noticed = outcome.gaps_missing + tail;
+    outcome.tally = Some(tally);
+    Ok(outcome)
+}
+
+async fn queue_design(
+    server: &RedisServer,
+    channel: &str,
+    plan: Plan,
+    policy: Overflow,
+) -> Result<Outcome> {
+    let client = lab::connect::open(server.url()).await?;
+    // ANCHOR: queue_design
+    let (queue, received) = bounded(plan.capacity, policy);
+    let resyncs = Arc::new(AtomicU64::new(0));
+    let reader = tokio::spawn(supervise_reader(
+        client,
+        channel.to_string(),
+        queue.clone(),
+        resyncs.clone(),
+    ));
+    // ANCHOR_END: queue_design
+    // Wait until the reader has subscribed before publishing: Pub/Sub keeps no history.
+    wait_for_subscriber(server, channel).await?;
+    let publishing = start_publisher(server.url(), channel, plan);
+    let mut outcome = handle_from_queue(received, publishing, plan).await?;
+    reader.abort();
+    outcome.resyncs = resyncs.load(Ordering::Relaxed);
+    let stats = queue.stats();
+    outcome.dropped = stats.dropped();
+    outcome.max_queue = stats.max_len;
+    if policy != Overflow::Disconnect {
+        // Drop policies: the queue's counters are what the subscriber noticed.
+        outcome.noticed = stats.dropped();
+    }
+    Ok(outcome)
+}
+
+/// Wait until `channel` has a subscriber (PUBSUB NUMSUB), so that the run starts with the
+/// subscription in place.
+async fn wait_for_subscriber(server: &RedisServer, channel: &str) -> Result<()> {
+    let mut con = server.client()?.get_multiplexed_async_connection().await?;
+    for _ in 0..500 {
+        let (_, subscribers): (String, u64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(channel)
+            .query_async::<Vec<(String, u64)>>(&mut con)
+            .await?
+            .pop()
+            .context("PUBSUB NUMSUB replied nothing")?;
+        if subscribers > 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    bail!("the reader did not subscribe to {channel} within 5 s")
+}
+
+// ---------------------------------------------------------------------------------------
+// Design 4 with RESP3: no stream at all. The connection hands every push to a sender we give
+// it, synchronously, from its read loop; ours puts it in the bounded queue. `send` cannot
+// wait, which is exactly right: a full queue means a counted drop, never a stalled reader.
+
+// ANCHOR: push_sender
+struct QueuePushSender {
+    queue: QueueSender<Msg>,
+}
+
+impl redis::aio::AsyncPushSender for QueuePushSender {
+    fn send(&self, info: redis::PushInfo) -> Result<(), redis::aio::SendError> {
+        if info.kind == redis::PushKind::Disconnection {
+            // Made by the library when the connection ends: the handler drains what is
+            // queued, then sees the end of the queue. Never dropped, whatever the policy.
+            self.queue.close();
+            return Ok(());
+        }
+        // Subscribe confirmations and other pushes are not messages: skip them.
+        let Some(msg) = Msg::from_push_info(info) else {
+            return Ok(());
+        };
+        match self.queue.push(msg) {
+            Pushed::Closed(_) => Err(redis::aio::SendError),
+            // Queued, or dropped by the policy and counted by the queue.
+            _ => Ok(()),
+        }
+    }
+}
+// ANCHOR_END: push_sender
+
+async fn resp3_design(
+    server: &RedisServer,
+    channel: &str,
+    plan: Plan,
+    policy: Overflow,
+) -> Result<Outcome> {
+    let separator = if server.url().contains('?') { '&' } else { '?' };
+    let url = format!("{}{separator}protocol=resp3", server.url());
+    let client = lab::connect::open(&url).await?;
+    // ANCHOR: resp3
+    let (queue, received) = bounded(plan.capacity, policy);
+    let sender = QueuePushSender {
+        queue: queue.clone(),
+    };
+    let config = redis::AsyncConnectionConfig::new().set_push_sender(sender);
+    let mut con = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    con.subscribe(channel).await?;
+    // ANCHOR_END: resp3
+    let publishing = start_publisher(server.url(), channel, plan);
+    let mut outcome = handle_from_queue(received, publishing, plan).await?;
+    drop(con);
+    let stats = queue.stats();
+    outcome.dropped = stats.dropped();
+    outcome.max_queue = stats.max_len;
+    outcome.noticed = stats.dropped();
+    Ok(outcome)
+}
+
+// ---------------------------------------------------------------------------------------
+// The chart: RSS over time for the unbounded design and a bounded one, and peak growth for
+// every scenario, as mermaid `xychart-beta` blocks the chapter includes.
+
+fn format_samples(samples: &[(f64, f64)]) -> String {
+    samples
+        .iter()
+        .map(|(t, mb)| format!("{t:.2}:{mb:.1}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn parse_samples(text: &str) -> Vec<(f64, f64)> {
+    text.split(',')
+        .filter_map(|pair| {
+            let (t, mb) = pair.split_once(':')?;
+            Some((t.parse().ok()?, mb.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The sample in force at time `t`: the last one taken at or before it.
+fn at(samples: &[(f64, f64)], t: f64) -> f64 {
+    samples
+        .iter()
+        .take_while(|(time, _)| *time <= t + 1e-9)
+        .last()
+        .or(samples.first())
+        .map_or(0.0, |(_, mb)| *mb)
+}
+
+fn write_chart(runs: &[ChildRun], plan: Plan) -> Result<String> {
+    use std::fmt::Write as _;
+    let lines: Vec<&ChildRun> = runs
+        .iter()
+        .filter(|run| {
+            matches!(
+                run.scenario,
+                Scenario::UnboundedSlow | Scenario::Queue(Overflow::DropOldest)
+            )
+        })
+        .collect();
+    let mut md = String::new();
+    writeln!(
+        md,
+        "<!-- Generated by `cargo run --example ch05_backpressure -- --write-chart`. \
+         Do not edit. -->"
+    )?;
+    let end = lines
+        .iter()
+        .flat_map(|run| run.samples.last().map(|(t, _)| *t))
+        .fold(0.0, f64::max);
+    if !lines.is_empty() && end > 0.0 {
+        let step = 0.5;
+        let times: Vec<f64> = (0..=(end / step) as usize)
+            .map(|i| i as f64 * step)
+            .collect();
+        let top = lines
+            .iter()
+            .flat_map(|run| run.samples.iter().map(|(_, mb)| *mb))
+            .fold(10.0, f64::max);
+        let top = ((top * 1.1) / 10.0).ceil() * 10.0;
+        writeln!(md, "\n```mermaid\nxychart-beta")?;
+        let names: Vec<String> = lines.iter().map(|run| run.scenario.to_string()).collect();
+        writeln!(
+            md,
+            "    title \"Subscriber RSS (MB) over time: {}\"",
+            names.join(" vs ")
+        )?;
+        let labels: Vec<String> = times.iter().map(|t| format!("\"{t:.1}\"")).collect();
+        writeln!(md, "    x-axis \"seconds\" [{}]", labels.join(", "))?;
+        writeln!(md, "    y-axis \"RSS (MB)\" 0 --> {top}")?;
+        for run in &lines {
+            let values: Vec<String> = times
+                .iter()
+                .map(|t| format!("{:.1}", at(&run.samples, *t)))
+                .collect();
+            writeln!(md, "    line [{}]", values.join(", "))?;
+        }
+        writeln!(md, "```")?;
+    }
+    writeln!(
+        md,
+        "\n| scenario | client | received of sent | lost | noticed | disconnects | dropped by \
+         the queue | PUBLISH said queued for | peak RSS growth |"
+    )?;
+    writeln!(md, "|---|---|---|---|---|---|---|---|---|")?;
+    for run in runs {
+        let r = &run.result;
+        writeln!(
+            md,
+            "| `{}` | {} | {} of {} | {} | {} | {} | {} | {} | {} MB |",
+            r.scenario,
+            r.client,
+            r.received,
+            r.sent,
+            r.lost,
+            r.noticed,
+            r.get("disconnects").unwrap_or("?"),
+            r.get("dropped").unwrap_or("?"),
+            r.get("queued_for").unwrap_or("?"),
+            r.get("rss_growth_mb").unwrap_or("?"),
+        )?;
+    }
+    writeln!(
+        md,
+        "\nPublisher: {} messages of {} B at {}/s; handler {:?} per message while it runs; queue \
+         capacity {}; `client-output-buffer-limit {PUBSUB_LIMIT}`.",
+        plan.messages, plan.payload, plan.rate, plan.handler, plan.capacity
+    )?;
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/generated/ch05-rss.md");
+    std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/src/generated"))?;
+    std::fs::write(path, md).with_context(|| format!("writing {path}"))?;
+    Ok("src/generated/ch05-rss.md".into())
+}

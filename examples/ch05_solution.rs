@@ -1,0 +1,126 @@
+//! Chapter 5 exercise, solved: a reader that drains any stream into a bounded queue, never
+//! waits, and accounts for every item.
+//!
+//! cargo run --example ch05_solution
+//! cargo test --example ch05_solution
+
+use futures::{Stream, StreamExt};
+use lab::overflow::{Overflow, Pushed, QueueSender, bounded};
+
+/// Why [`drain_into`] stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum End {
+    /// The stream ended (for a subscription: the connection is gone).
+    StreamEnded,
+    /// Policy `Disconnect` and the queue was full: the caller must drop the connection and
+    /// resync. The refused item's sequence number is here, for the log.
+    Overflowed,
+    /// The queue was closed: the application is shutting down.
+    QueueClosed,
+}
+
+/// What [`drain_into`] did with every item it read.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Items read from the stream.
+    pub read: u64,
+    /// Items the policy dropped (the pushed one, or an older one it evicted).
+    pub dropped: u64,
+}
+
+// ANCHOR: solution
+/// Move every item of `stream` into `queue` as soon as it arrives. Never waits for the
+/// handler: a full queue is the policy's business, and every drop is counted.
+pub async fn drain_into<T, S>(mut stream: S, queue: &QueueSender<T>) -> (Drained, End)
+where
+    S: Stream<Item = T> + Unpin,
+{
+    let mut drained = Drained::default();
+    while let Some(item) = stream.next().await {
+        drained.read += 1;
+        match queue.push(item) {
+            Pushed::Queued => {}
+            Pushed::DroppedNewest(_) | Pushed::DroppedOldest(_) => drained.dropped += 1,
+            Pushed::Overflowed(_) => {
+                drained.dropped += 1;
+                return (drained, End::Overflowed);
+            }
+            Pushed::Closed(_) => return (drained, End::QueueClosed),
+        }
+    }
+    (drained, End::StreamEnded)
+}
+// ANCHOR_END: solution
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    for policy in Overflow::ALL {
+        let (queue, mut handler) = bounded(3, policy);
+        let (drained, end) = drain_into(futures::stream::iter(0..10), &queue).await;
+        let kept: Vec<i32> = std::iter::from_fn(|| handler.try_recv()).collect();
+        println!("{policy:>11}: read {drained:?}, ended {end:?}, handler gets {kept:?}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::stream;
+
+    async fn run(policy: Overflow) -> (Drained, End, Vec<u32>, u64) {
+        let (queue, mut handler) = bounded(3, policy);
+        let (drained, end) = drain_into(stream::iter(0..10u32), &queue).await;
+        let kept = std::iter::from_fn(|| handler.try_recv()).collect();
+        (drained, end, kept, queue.stats().dropped())
+    }
+
+    #[tokio::test]
+    async fn drop_oldest_keeps_the_newest() {
+        let (drained, end, kept, dropped) = run(Overflow::DropOldest).await;
+        assert_eq!(kept, [7, 8, 9]);
+        assert_eq!(
+            drained,
+            Drained {
+                read: 10,
+                dropped: 7
+            }
+        );
+        assert_eq!((end, dropped), (End::StreamEnded, 7));
+    }
+
+    #[tokio::test]
+    async fn drop_newest_keeps_the_oldest() {
+        let (drained, end, kept, dropped) = run(Overflow::DropNewest).await;
+        assert_eq!(kept, [0, 1, 2]);
+        assert_eq!(
+            drained,
+            Drained {
+                read: 10,
+                dropped: 7
+            }
+        );
+        assert_eq!((end, dropped), (End::StreamEnded, 7));
+    }
+
+    #[tokio::test]
+    async fn disconnect_stops_at_the_first_overflow() {
+        let (drained, end, kept, dropped) = run(Overflow::Disconnect).await;
+        assert_eq!(kept, [0, 1, 2]);
+        assert_eq!(
+            drained,
+            Drained {
+                read: 4,
+                dropped: 1
+            }
+        );
+        assert_eq!((end, dropped), (End::Overflowed, 1));
+    }
+
+    #[tokio::test]
+    async fn a_closed_queue_stops_the_reader() {
+        let (queue, _handler) = bounded::<u32>(3, Overflow::DropOldest);
+        queue.close();
+        let (drained, end) = drain_into(stream::iter(0..10u32), &queue).await;
+        assert_eq!((drained.read, end), (1, End::QueueClosed));
+    }
+}

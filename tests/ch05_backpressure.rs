@@ -1,0 +1,117 @@
+//! Chapter 5's claims, checked by running `examples/ch05_backpressure.rs` (each scenario in
+//! its own process, against its own redis-server with `client-output-buffer-limit pubsub 1mb
+//! 256kb 1`) and reading its RESULT lines: the numbers the chapter shows and the numbers
+//! checked here come from the same program.
+//!
+//! Bounds come from repeated runs on a noisy 2-core machine, with a wide margin.
+
+use anyhow::Result;
+use lab::ResultLine;
+use lab::report::find;
+
+/// Run some scenarios of the example for `seconds` and return their RESULT lines.
+fn run(scenarios: &str, seconds: &str) -> Result<Vec<ResultLine>> {
+    lab::example::run(
+        "ch05_backpressure",
+        &["--scenario", scenarios, "--seconds", seconds],
+    )?
+    .results()
+}
+
+fn number(result: &ResultLine, key: &str) -> f64 {
+    result
+        .get_f64(key)
+        .unwrap_or_else(|error| panic!("{error:#}"))
+}
+
+/// Old release, long-lived stream, slow handler: Redis disconnects the subscriber, the
+/// stream just ends (`None`), what arrived is a gap-free prefix, and the server had counted
+/// more messages as delivered than arrived.
+#[test]
+fn old_release_slow_handler_is_disconnected_and_the_stream_just_ends() -> Result<()> {
+    let results = run("old-slow-stream", "2")?;
+    let r = find(&results, "old-slow-stream", lab::REDIS_0_25)?;
+    assert_eq!(number(r, "disconnects"), 1.0, "{r}");
+    assert_eq!(r.get("gap_free_prefix"), Some("true"), "{r}");
+    assert!(r.lost > r.sent / 4, "most of the run is lost: {r}");
+    // PUBLISH replies counted messages as queued for our subscriber that never arrived.
+    assert!(number(r, "queued_for") > r.received as f64, "{r}");
+    // And after the disconnect, PUBLISH replied 0: nobody was listening.
+    assert!(number(r, "unheard") > 0.0, "{r}");
+    // The subscriber noticed none of it: no gap, the loss is all after the last message.
+    assert_eq!(r.noticed, 0, "{r}");
+    Ok(())
+}
+
+/// Current release, slow async handler: nothing lost, no disconnect, memory grows instead.
+#[test]
+fn current_release_slow_async_handler_grows_memory_instead() -> Result<()> {
+    let results = run("unbounded-slow", "2")?;
+    let r = find(&results, "unbounded-slow", lab::REDIS_CURRENT)?;
+    assert_eq!(number(r, "disconnects"), 0.0, "{r}");
+    assert_eq!(r.lost, 0, "{r}");
+    // About 18,000 messages of 1 KB waiting in the client at the end of 2 s.
+    assert!(number(r, "backlog_at_end") > 5_000.0, "{r}");
+    assert!(number(r, "rss_growth_mb") > 10.0, "{r}");
+    Ok(())
+}
+
+/// Current release, blocking handler on a current-thread runtime: the reader task starves,
+/// Redis disconnects the subscriber, and the stream ends.
+#[test]
+fn current_release_blocking_handler_is_disconnected() -> Result<()> {
+    let results = run("blocking-handler", "2")?;
+    let r = find(&results, "blocking-handler", lab::REDIS_CURRENT)?;
+    assert_eq!(number(r, "disconnects"), 1.0, "{r}");
+    assert_eq!(r.get("gap_free_prefix"), Some("true"), "{r}");
+    assert!(r.lost > r.sent / 4, "{r}");
+    assert_eq!(r.noticed, 0, "{r}");
+    Ok(())
+}
+
+/// The recommended design, under each overflow policy and with the RESP3 push sender: no
+/// disconnect by Redis, peak memory bounded, and every lost message noticed.
+#[test]
+fn bounded_queue_bounds_memory_and_notices_every_loss() -> Result<()> {
+    let scenarios = [
+        "queue-drop-newest",
+        "queue-drop-oldest",
+        "queue-disconnect",
+        "resp3-drop-oldest",
+    ];
+    let results = run(&scenarios.join(","), "2")?;
+    for scenario in scenarios {
+        let r = find(&results, scenario, lab::REDIS_CURRENT)?;
+        assert!(
+            r.lost > 0,
+            "the handler is 10x too slow: something must go: {r}"
+        );
+        assert_eq!(r.lost, r.noticed, "no silent loss: {r}");
+        // Capacity 1000 x 1 KB is 1 MB; measured growth was a few MB. Bound: 20 MB.
+        assert!(number(r, "rss_growth_mb") < 20.0, "{r}");
+        assert!(number(r, "max_queue") <= 1000.0, "{r}");
+        if scenario == "queue-disconnect" {
+            // Each overflow is one reconnect-and-resync round.
+            assert!(number(r, "resyncs") >= 1.0, "{r}");
+        } else {
+            // Drop policies: the connection is never lost, and the queue's counter is the loss.
+            assert_eq!(number(r, "disconnects"), 0.0, "{r}");
+            assert_eq!(number(r, "resyncs"), 0.0, "{r}");
+            assert_eq!(number(r, "dropped"), r.lost as f64, "{r}");
+        }
+    }
+    Ok(())
+}
+
+/// Drop-oldest keeps the newest messages (the last ones published arrive); drop-newest keeps
+/// the oldest (the last ones published are the ones dropped).
+#[test]
+fn drop_oldest_keeps_the_newest_and_drop_newest_the_oldest() -> Result<()> {
+    let results = run("queue-drop-oldest,queue-drop-newest", "1")?;
+    let oldest = find(&results, "queue-drop-oldest", lab::REDIS_CURRENT)?;
+    let newest = find(&results, "queue-drop-newest", lab::REDIS_CURRENT)?;
+    assert!(oldest.lost > 0 && newest.lost > 0, "{oldest}\n{newest}");
+    assert_eq!(number(oldest, "tail_lost"), 0.0, "{oldest}");
+    assert!(number(newest, "tail_lost") > 0.0, "{newest}");
+    Ok(())
+}
