@@ -28,8 +28,11 @@ fn a_timeout_or_select_around_a_recreated_on_message_loses_on_0_25_and_not_on_1_
         let current = find(&results, scenario, lab::REDIS_CURRENT).unwrap();
         assert_eq!((current.sent, current.lost), (100_000, 0), "{current}");
         assert_eq!(current.get("stream_ended"), Some("false"), "{current}");
-        // The timer did win many races: the waits were really cancelled, and lost nothing.
-        assert!(current.get_f64("cancelled").unwrap() >= 1.0, "{current}");
+        // The timer did win races mid-stream: waits were really cancelled, and lost nothing.
+        assert!(
+            current.get_f64("cancelled_before_last").unwrap() >= 5.0,
+            "{current}"
+        );
     }
 }
 
@@ -39,7 +42,10 @@ fn cancelling_next_on_a_stream_that_outlives_the_loop_loses_nothing_on_either_re
     for client in [lab::REDIS_0_25, lab::REDIS_CURRENT] {
         let hoisted = find(&results, "timeout-hoisted", client).unwrap();
         assert_eq!(hoisted.lost, 0, "{hoisted}");
-        assert!(hoisted.get_f64("cancelled").unwrap() >= 1.0, "{hoisted}");
+        assert!(
+            hoisted.get_f64("cancelled_before_last").unwrap() >= 5.0,
+            "{hoisted}"
+        );
     }
 }
 
