@@ -93,6 +93,16 @@ async fn main() -> anyhow::Result<()> {
 
     let published = publishing.await??;
     let heard = consumer.await??;
+
+    // ANCHOR: sink_after_stream
+    // The consumer has returned, and dropped the stream: that stopped the reader task, and
+    // the sink has nobody left to talk to.
+    let after = match sink.subscribe(&main_channel).await {
+        Ok(()) => "ok".to_string(),
+        Err(error) => format!("error ({error})"),
+    };
+    println!("sink.subscribe after the stream was dropped: {after}");
+    // ANCHOR_END: sink_after_stream
     println!(
         "published {} on the main channel in {:.1?}; {RESUBSCRIPTIONS} subscribe/unsubscribe \
          rounds, {during_burst} of them begun while the burst was still being published",
@@ -113,6 +123,10 @@ async fn main() -> anyhow::Result<()> {
     .with("resubscriptions", RESUBSCRIPTIONS)
     .with("during_burst", during_burst)
     .with("markers", heard.markers.len())
+    .with(
+        "sink_after_stream_drop",
+        if after == "ok" { "ok" } else { "error" },
+    )
     .print();
     Ok(())
 }

@@ -37,6 +37,12 @@ fn split_with_10_resubscriptions_during_a_100000_burst_loses_nothing() {
     assert_eq!(split.get("markers"), Some("10"), "{split}");
     // At least some rounds overlapped the burst (usually all of them do).
     assert!(split.get_f64("during_burst").unwrap() >= 1.0, "{split}");
+    // Once the stream is dropped, the sink's requests fail (with an error, not a hang).
+    assert_eq!(
+        split.get("sink_after_stream_drop"),
+        Some("error"),
+        "{split}"
+    );
 }
 
 #[test]
