@@ -16,7 +16,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -63,6 +63,10 @@ struct Args {
     /// Capacity of the bounded queue of the recommended designs.
     #[arg(long, default_value_t = 1000)]
     capacity: usize,
+    /// Scenario unbounded-capped: how much more memory (address space, MB) the subscriber
+    /// process may use than it had at the start.
+    #[arg(long, default_value_t = 48)]
+    memory_cap_mb: u64,
     /// Write the chart of this run's measurements to src/generated/ch05-rss.md.
     #[arg(long)]
     write_chart: bool,
@@ -78,6 +82,8 @@ enum Scenario {
     OldSlowStream,
     /// redis 1.8.1, `get_async_pubsub`, slow async handler.
     UnboundedSlow,
+    /// The same, in a process with a memory limit: what happens when it keeps going.
+    UnboundedCapped,
     /// redis 1.8.1, blocking handler on a current-thread runtime.
     BlockingHandler,
     /// redis 1.8.1: a reader drains the stream into a bounded queue with this policy.
@@ -87,9 +93,10 @@ enum Scenario {
 }
 
 impl Scenario {
-    const ALL: [Scenario; 7] = [
+    const ALL: [Scenario; 8] = [
         Scenario::OldSlowStream,
         Scenario::UnboundedSlow,
+        Scenario::UnboundedCapped,
         Scenario::BlockingHandler,
         Scenario::Queue(Overflow::DropNewest),
         Scenario::Queue(Overflow::DropOldest),
@@ -110,6 +117,7 @@ impl fmt::Display for Scenario {
         match self {
             Scenario::OldSlowStream => f.write_str("old-slow-stream"),
             Scenario::UnboundedSlow => f.write_str("unbounded-slow"),
+            Scenario::UnboundedCapped => f.write_str("unbounded-capped"),
             Scenario::BlockingHandler => f.write_str("blocking-handler"),
             Scenario::Queue(policy) => write!(f, "queue-{policy}"),
             Scenario::Resp3(policy) => write!(f, "resp3-{policy}"),
@@ -124,6 +132,7 @@ impl FromStr for Scenario {
         let scenario = match s {
             "old-slow-stream" => Scenario::OldSlowStream,
             "unbounded-slow" => Scenario::UnboundedSlow,
+            "unbounded-capped" => Scenario::UnboundedCapped,
             "blocking-handler" => Scenario::BlockingHandler,
             _ => match (s.strip_prefix("queue-"), s.strip_prefix("resp3-")) {
                 (Some(policy), _) => Scenario::Queue(policy.parse()?),
@@ -152,6 +161,7 @@ struct Plan {
     handler: Duration,
     payload: usize,
     capacity: usize,
+    memory_cap_mb: u64,
 }
 
 fn main() -> Result<()> {
@@ -167,6 +177,7 @@ fn main() -> Result<()> {
         handler: Duration::from_millis(args.handler_ms),
         payload: args.payload.max(32),
         capacity: args.capacity,
+        memory_cap_mb: args.memory_cap_mb,
     };
     if args.child {
         let [scenario] = args.scenario[..] else {
@@ -231,6 +242,9 @@ fn spawn_child(scenario: Scenario, args: &Args, seconds: f64) -> Result<std::pro
         .args(["--handler-ms", &args.handler_ms.to_string()])
         .args(["--payload", &args.payload.to_string()])
         .args(["--capacity", &args.capacity.to_string()])
+        .args(["--memory-cap-mb", &args.memory_cap_mb.to_string()])
+        // One malloc arena: the memory limit then measures the heap, not reserved arenas.
+        .env("MALLOC_ARENA_MAX", "1")
         .args((args.quick || lab::quick()).then_some("--quick"))
         .stdout(Stdio::piped())
         .spawn()
@@ -242,10 +256,15 @@ fn collect_child(scenario: Scenario, mut child: std::process::Child) -> Result<C
     let stdout = child.stdout.take().context("child stdout")?;
     let mut result = None;
     let mut samples = Vec::new();
+    let mut progress = None;
     for line in BufReader::new(stdout).lines() {
         let line = line?;
         if let Some(rest) = line.strip_prefix("SAMPLES ") {
             samples = parse_samples(rest);
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("PROGRESS ") {
+            progress = parse_progress(rest);
             continue;
         }
         println!("{line}");
@@ -254,7 +273,31 @@ fn collect_child(scenario: Scenario, mut child: std::process::Child) -> Result<C
         }
     }
     let status = child.wait()?;
-    if !status.success() {
+    if !status.success() && result.is_none() && scenario == Scenario::UnboundedCapped {
+        // The subscriber died: what it had handled is all that arrived; everything it had
+        // received and not handled died with it. Nothing in it could notice anything.
+        use std::os::unix::process::ExitStatusExt;
+        let (published, handled, rss) = progress.unwrap_or((0, 0, 0.0));
+        let line = ResultLine::new(
+            &scenario.to_string(),
+            scenario.client(),
+            published,
+            handled,
+            0,
+        )
+        .with(
+            "crashed",
+            status
+                .signal()
+                .map_or("exit".into(), |s| format!("signal-{s}")),
+        )
+        .with("rss_last_mb", format!("{rss:.1}"));
+        println!(
+            "{scenario}: the subscriber process died ({status}) after handling {handled} of {published} published"
+        );
+        line.print();
+        result = Some(line);
+    } else if !status.success() {
         bail!("scenario {scenario} failed ({status})");
     }
     let result = result.with_context(|| format!("scenario {scenario} printed no RESULT line"))?;
@@ -281,17 +324,24 @@ fn run_child(scenario: Scenario, plan: Plan) -> Result<()> {
         println!("--- {scenario}: Redis at {}", server.display_url());
         let channel = lab::unique_channel("ch05:backpressure");
         let sampler = RssSampler::start(Duration::from_millis(100));
+        let omem = OmemWatcher::start(&server)?;
         let rss_start = rss_mb().unwrap_or(0.0);
         let outcome = match scenario {
             Scenario::OldSlowStream => old_slow_stream(&server, &channel, plan).await?,
             Scenario::UnboundedSlow => current_stream(&server, &channel, plan, false).await?,
+            Scenario::UnboundedCapped => {
+                limit_memory(plan.memory_cap_mb)?;
+                PROGRESS.store(true, Ordering::Relaxed);
+                current_stream(&server, &channel, plan, false).await?
+            }
             Scenario::BlockingHandler => current_stream(&server, &channel, plan, true).await?,
             Scenario::Queue(policy) => queue_design(&server, &channel, plan, policy).await?,
             Scenario::Resp3(policy) => resp3_design(&server, &channel, plan, policy).await?,
         };
         let samples = sampler.finish().await;
+        let max_omem = omem.finish();
         let rss_peak = peak_rss_mb().unwrap_or(0.0);
-        outcome.print(scenario, rss_start, rss_peak);
+        outcome.print(scenario, rss_start, rss_peak, max_omem);
         println!("SAMPLES {}", format_samples(&samples));
         Ok(())
     })
@@ -319,7 +369,7 @@ struct Outcome {
 }
 
 impl Outcome {
-    fn print(&self, scenario: Scenario, rss_start: f64, rss_peak: f64) {
+    fn print(&self, scenario: Scenario, rss_start: f64, rss_peak: f64, max_omem: u64) {
         let tally = self.tally.as_ref().expect("every scenario tallies");
         println!(
             "{scenario}: received {} of {}, missing: {}; PUBLISH replies: queued for {} \
@@ -346,11 +396,41 @@ impl Outcome {
         .with("gaps_missing", self.gaps_missing)
         .with("resyncs", self.resyncs)
         .with("max_queue", self.max_queue)
+        .with("max_omem_kb", max_omem / 1024)
         .with("rss_start_mb", format!("{rss_start:.1}"))
         .with("rss_peak_mb", format!("{rss_peak:.1}"))
         .with("rss_growth_mb", format!("{:.1}", rss_peak - rss_start))
         .print();
     }
+}
+
+/// Messages published so far (for the progress lines of scenario unbounded-capped).
+static PUBLISHED: AtomicU64 = AtomicU64::new(0);
+/// Print progress lines: the parent needs them if this process dies.
+static PROGRESS: AtomicBool = AtomicBool::new(false);
+
+fn parse_progress(text: &str) -> Option<(u64, u64, f64)> {
+    let mut words = text.split_whitespace();
+    Some((
+        words.next()?.parse().ok()?,
+        words.next()?.parse().ok()?,
+        words.next()?.parse().ok()?,
+    ))
+}
+
+/// Limit this process's address space to what it uses now plus `extra_mb`, as a container's
+/// memory limit would: past it, allocations fail and a Rust program aborts.
+fn limit_memory(extra_mb: u64) -> Result<()> {
+    use nix::sys::resource::{Resource, setrlimit};
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let vm_kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmSize:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .context("no VmSize in /proc/self/status")?;
+    let limit = vm_kib * 1024 + extra_mb * 1024 * 1024;
+    setrlimit(Resource::RLIMIT_AS, limit, limit).context("setrlimit(RLIMIT_AS)")?;
+    Ok(())
 }
 
 /// How many of the last messages published are missing: what loss after the last message
@@ -361,6 +441,48 @@ fn tail_lost(tally: &Tally) -> u64 {
         _ => 0,
     }
 }
+
+// ANCHOR: omem
+/// Watches what Redis holds for subscribers: `CLIENT LIST TYPE pubsub` every 20 ms, the
+/// largest `omem=` (output buffer bytes) seen. A thread with a blocking connection of its own,
+/// so that it keeps watching even when the subscriber's runtime is blocked.
+struct OmemWatcher {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl OmemWatcher {
+    fn start(server: &RedisServer) -> Result<Self> {
+        let mut con = server.client()?.get_connection()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut max = 0;
+            while !stopped.load(Ordering::Relaxed) {
+                let list: String = redis::cmd("CLIENT")
+                    .arg("LIST")
+                    .arg("TYPE")
+                    .arg("pubsub")
+                    .query(&mut con)
+                    .unwrap_or_default();
+                let omem = list
+                    .split_whitespace()
+                    .filter_map(|field| field.strip_prefix("omem=")?.parse::<u64>().ok());
+                max = omem.fold(max, u64::max);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            max
+        });
+        Ok(Self { stop, thread })
+    }
+
+    /// Stop watching; the largest output buffer seen, in bytes.
+    fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or(0)
+    }
+}
+// ANCHOR_END: omem
 
 // ---------------------------------------------------------------------------------------
 // The publisher: its own thread and runtime, so that nothing the subscriber does (not even a
@@ -412,6 +534,7 @@ async fn publish_paced(
             let end = due.min(next + PUBLISH_BATCH);
             let report = publisher.send(con, next..end).await?;
             total.sent += report.sent;
+            PUBLISHED.store(total.sent, Ordering::Relaxed);
             total.queued_for += report.queued_for;
             total.unheard += report.unheard;
             next = end;
@@ -452,11 +575,22 @@ where
     let mut outcome = Outcome::default();
     let mut checked = DetectGaps::new(stream, |msg: &M| seq_of(msg)).starting_at(0);
     let mut publishing = Some(publishing);
+    let mut last_progress = std::time::Instant::now();
     loop {
         if let Some(done) = publishing.as_mut().and_then(|rx| rx.try_recv().ok()) {
             outcome.publish = done?;
             outcome.backlog_at_end = plan.messages.saturating_sub(tally.received());
             publishing = None;
+        }
+        if PROGRESS.load(Ordering::Relaxed) && last_progress.elapsed() > Duration::from_millis(100)
+        {
+            last_progress = std::time::Instant::now();
+            println!(
+                "PROGRESS {} {} {:.1}",
+                PUBLISHED.load(Ordering::Relaxed),
+                tally.received(),
+                rss_mb().unwrap_or(0.0)
+            );
         }
         let next = match tokio::time::timeout(quiet(), checked.next()).await {
             Ok(next) => next,
@@ -849,24 +983,37 @@ fn write_chart(runs: &[ChildRun], plan: Plan) -> Result<String> {
     writeln!(
         md,
         "\n| scenario | client | received of sent | lost | noticed | disconnects | dropped by \
-         the queue | PUBLISH said queued for | peak RSS growth |"
+         the queue | PUBLISH said queued for | PUBLISH replied 0 | Redis output buffer peak | \
+         peak RSS growth |"
     )?;
-    writeln!(md, "|---|---|---|---|---|---|---|---|---|")?;
+    writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|")?;
     for run in runs {
         let r = &run.result;
+        let value = |key: &str| r.get(key).unwrap_or("-").to_string();
         writeln!(
             md,
-            "| `{}` | {} | {} of {} | {} | {} | {} | {} | {} | {} MB |",
+            "| `{}` | {} | {} of {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.scenario,
             r.client,
             r.received,
             r.sent,
             r.lost,
             r.noticed,
-            r.get("disconnects").unwrap_or("?"),
-            r.get("dropped").unwrap_or("?"),
-            r.get("queued_for").unwrap_or("?"),
-            r.get("rss_growth_mb").unwrap_or("?"),
+            r.get("disconnects")
+                .or(r.get("crashed").map(|_| "crashed"))
+                .unwrap_or("-"),
+            value("dropped"),
+            value("queued_for"),
+            value("unheard"),
+            r.get("max_omem_kb")
+                .map(|kb| format!("{kb} KB"))
+                .unwrap_or("-".into()),
+            r.get("rss_growth_mb")
+                .map(|mb| format!("{mb} MB"))
+                .or(r
+                    .get("rss_last_mb")
+                    .map(|mb| format!("died at {mb} MB RSS")))
+                .unwrap_or_default(),
         )?;
     }
     writeln!(

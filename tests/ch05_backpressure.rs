@@ -115,3 +115,31 @@ fn drop_oldest_keeps_the_newest_and_drop_newest_the_oldest() -> Result<()> {
     assert!(number(newest, "tail_lost") > 0.0, "{newest}");
     Ok(())
 }
+
+/// Current release, slow async handler, and it keeps going: under a memory limit (as in a
+/// container), the subscriber process dies, and every message it had received but not
+/// handled dies with it. Nothing in the process noticed anything.
+#[test]
+fn unbounded_growth_under_a_memory_limit_kills_the_subscriber() -> Result<()> {
+    let output = lab::example::run(
+        "ch05_backpressure",
+        &[
+            "--scenario",
+            "unbounded-capped",
+            "--seconds",
+            "10",
+            "--memory-cap-mb",
+            "32",
+        ],
+    )?;
+    let results = output.results()?;
+    let r = find(&results, "unbounded-capped", lab::REDIS_CURRENT)?;
+    assert!(
+        r.get("crashed")
+            .is_some_and(|how| how.starts_with("signal")),
+        "{r}"
+    );
+    assert!(r.lost > r.received, "{r}");
+    assert_eq!(r.noticed, 0, "{r}");
+    Ok(())
+}
