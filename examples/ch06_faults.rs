@@ -456,6 +456,8 @@ async fn run_scenario(scenario: Scenario) -> Result<ResultLine> {
             let every = 1_000;
             let mut config = base_config(&server, &channels);
             config.handler_timeout = Duration::from_millis(50);
+            // Room for the whole burst: this scenario is about the timeout, not the queue.
+            config.queue_capacity = (n * CHANNELS as u64) as usize;
             let mut sub = Subscriber::start(config, n, Misbehave::Hang { every })?;
             publish_all(&server, &channels, 0..n, 32).await?;
             sub.settle(n * CHANNELS as u64, Duration::from_secs(2))
@@ -530,7 +532,7 @@ async fn shutdown_mid_burst(channels: &[String]) -> Result<ResultLine> {
     }
     let report = sub.finish()?;
     publishing.await??;
-    let (handled, _) = sub.tally();
+    let (handled, out_of_order) = sub.tally();
     sub.print_events();
     println!("  final: {report}");
     // Here `sent` is what reached the subscriber before it stopped, `received` what the
@@ -542,6 +544,7 @@ async fn shutdown_mid_burst(channels: &[String]) -> Result<ResultLine> {
         handled,
         report.noticed(),
     )
+    .with("out_of_order", out_of_order)
     .with("processed", report.processed)
     .with("dropped", report.dropped)
     .with("abandoned", report.abandoned)

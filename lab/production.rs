@@ -238,7 +238,7 @@ impl fmt::Display for Event {
             Event::ConnectFailed { error, retry_in } => {
                 write!(
                     f,
-                    "reconnect failed: {error}; next attempt in {retry_in:.0?}"
+                    "connecting failed: {error}; next attempt in {retry_in:.0?}"
                 )
             }
             Event::Gap {

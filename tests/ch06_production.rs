@@ -1,0 +1,349 @@
+//! Chapter 6's claims: the production subscriber (`lab::production`) survives each fault
+//! with no panic, recovers, keeps each channel in order, and loses nothing silently
+//! (`lost - noticed == 0`). The fault scenarios run `examples/ch06_faults.rs` in quick mode,
+//! so the numbers the chapter shows and the ones checked here come from the same program;
+//! the command-line tests run `examples/ch06_production_subscriber.rs`.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use lab::production::{Config, Rejected};
+use lab::report::find;
+use lab::{RedisServer, ResultLine};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// Run one scenario of the fault harness; its RESULT line.
+fn scenario(name: &str, scenario: &str) -> ResultLine {
+    let run =
+        lab::example::run_with_env("ch06_faults", &["--scenario", name], &[("LAB_QUICK", "1")])
+            .unwrap();
+    let results = run.results().unwrap();
+    let result = find(&results, scenario, lab::REDIS_CURRENT)
+        .unwrap()
+        .clone();
+    println!("{}\n{result}", run.stdout());
+    // Every scenario: nothing lost without the subscriber saying so, and every channel in
+    // order.
+    assert_eq!(result.silent_loss(), 0, "{result}\n{}", run.stdout());
+    assert_eq!(result.get_f64("out_of_order").unwrap(), 0.0, "{result}");
+    assert!(!run.stderr().contains("panicked"), "{}", run.stderr());
+    result
+}
+
+fn extra(result: &ResultLine, key: &str) -> u64 {
+    result.get_f64(key).unwrap() as u64
+}
+
+#[test]
+fn client_kill_mid_stream_reconnects_and_reports_the_gap() {
+    let result = scenario("client-kill", "client-kill");
+    assert!(extra(&result, "reconnects") >= 1, "{result}");
+    assert!(extra(&result, "killed") >= 1, "{result}");
+    // The fence published after the reconnection arrived on every channel.
+    assert!(result.received > result.sent / 10, "{result}");
+    assert_eq!(result.lost, result.noticed, "{result}");
+}
+
+#[test]
+fn server_killed_and_restarted_is_resubscribed_within_two_seconds() {
+    let result = scenario("restart", "restart");
+    assert!(extra(&result, "reconnects") >= 1, "{result}");
+    let after = extra(&result, "resubscribed_ms_after_restart");
+    assert!(
+        after <= 2_000,
+        "resubscribed {after} ms after the restart: {result}"
+    );
+}
+
+#[test]
+fn a_server_paused_for_3s_costs_nothing() {
+    let result = scenario("pause", "pause-3s");
+    assert_eq!(result.lost, 0, "{result}");
+    // Shorter than the PING timeout (5 s): no reconnection, nothing to resubscribe.
+    assert_eq!(extra(&result, "reconnects"), 0, "{result}");
+}
+
+#[test]
+fn output_buffer_limit_disconnect_is_recovered_and_every_loss_noticed() {
+    let result = scenario("buffer-limit", "output-buffer-limit");
+    assert!(extra(&result, "reconnects") >= 1, "{result}");
+    assert!(
+        result.lost > 0,
+        "the limit should have cost messages: {result}"
+    );
+    assert!(extra(&result, "gaps") >= 1, "{result}");
+}
+
+#[test]
+fn a_hanging_handler_is_timed_out_not_waited_on() {
+    let result = scenario("hang", "hanging-handler");
+    let hangs = extra(&result, "hangs");
+    assert!(hangs > 0);
+    assert_eq!(extra(&result, "timed_out"), hangs, "{result}");
+    assert_eq!(result.lost, 0, "{result}");
+    assert_eq!(extra(&result, "processed"), result.sent - hangs, "{result}");
+}
+
+#[test]
+fn bad_payloads_are_counted_and_good_ones_all_processed() {
+    let result = scenario("bad-payloads", "bad-payloads");
+    assert_eq!(result.sent, 100_000);
+    assert_eq!(result.received, 100_000, "{result}");
+    assert_eq!(extra(&result, "processed"), 100_000, "{result}");
+    assert_eq!(extra(&result, "bad_sent"), 1_000);
+    assert_eq!(
+        extra(&result, "bad_payload") + extra(&result, "oversized"),
+        1_000,
+        "{result}"
+    );
+}
+
+#[test]
+fn shutdown_mid_burst_processes_or_reports_everything_received() {
+    let result = scenario("shutdown", "shutdown-mid-burst");
+    // `sent` is what reached the subscriber: the shutdown came before the burst ended.
+    assert!(result.sent < extra(&result, "published"), "{result}");
+    assert!(result.received > 0, "{result}");
+}
+
+/// The command-line subscriber against `url`, killed if it runs longer than `limit`.
+fn run_cli(args: &[&str], limit: Duration) -> (Option<i32>, String, String, Duration) {
+    let binary = lab::example::build("ch06_production_subscriber").unwrap();
+    let mut child = Command::new(binary)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.and_then(|s| s.code()), out, err, started.elapsed())
+}
+
+#[test]
+fn a_wrong_password_fails_fast_with_a_clear_error_and_no_password_printed() {
+    let server = RedisServer::builder()
+        .password("s3cret-h4")
+        .start()
+        .unwrap();
+    let port = server.port().unwrap();
+    let url = format!("redis://:not-the-pw-h4@127.0.0.1:{port}/");
+    let (code, out, err, took) = run_cli(&["--url", &url, "-c", "x"], Duration::from_secs(20));
+    assert!(matches!(code, Some(c) if c != 0), "{code:?}\n{out}\n{err}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(err.contains("rejected the credentials"), "{err}");
+    assert!(
+        !format!("{out}{err}").contains("not-the-pw-h4"),
+        "{out}{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn an_unreachable_url_fails_fast_and_retries_only_when_asked() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let (code, _out, err, took) = run_cli(&["--url", &url, "-c", "x"], Duration::from_secs(20));
+    assert!(matches!(code, Some(c) if c != 0), "{code:?}\n{err}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(err.contains("connection refused"), "{err}");
+
+    // With --retry-at-start it keeps trying, here until its attempts run out.
+    let (code, _out, err, _) = run_cli(
+        &[
+            "--url",
+            &url,
+            "-c",
+            "x",
+            "--retry-at-start",
+            "--max-attempts",
+            "4",
+            "--max-backoff-ms",
+            "100",
+        ],
+        Duration::from_secs(20),
+    );
+    assert!(matches!(code, Some(c) if c != 0), "{code:?}\n{err}");
+    assert_eq!(err.matches("connecting failed").count(), 3, "{err}");
+    assert!(err.contains("gave up after 4"), "{err}");
+}
+
+#[test]
+fn sigterm_mid_burst_unsubscribes_drains_and_prints_a_final_report() {
+    let server = RedisServer::start().unwrap();
+    let channel = lab::unique_channel("ch06:sigterm");
+    let binary = lab::example::build("ch06_production_subscriber").unwrap();
+    let mut child = Command::new(binary)
+        .args(["--url", server.url(), "-c", &channel, "--numbered"])
+        .args([
+            "--work-us",
+            "20",
+            "--drain-ms",
+            "300",
+            "--report-every",
+            "0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let sent = runtime.block_on(async {
+        let mut con = server
+            .client()
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        // Wait until the subscriber is subscribed.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, n): (String, u64) = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(&channel)
+                .query_async::<Vec<(String, u64)>>(&mut con)
+                .await
+                .unwrap()
+                .remove(0);
+            if n == 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the subscriber never subscribed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let publisher = lab::Publisher::new(&channel);
+        let report = publisher.send(&mut con, 0..50_000).await.unwrap();
+        report.sent
+    });
+    // The burst is out; the handler (20 µs a message) is far behind: stop it now.
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let started = Instant::now();
+    let status = child.wait().unwrap();
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{status}\n{out}\n{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(err.contains("shutting down"), "{err}");
+    let final_line = out
+        .lines()
+        .find_map(|line| line.strip_prefix("final: "))
+        .unwrap_or_else(|| panic!("no final report:\n{out}"));
+    let field = |key: &str| -> u64 {
+        final_line
+            .split_whitespace()
+            .find_map(|pair| pair.strip_prefix(&format!("{key}=")))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    println!("sent {sent}; {final_line}");
+    // Everything received before the signal was processed or is in the report as dropped
+    // or abandoned.
+    assert!(field("received") > 0);
+    assert_eq!(
+        field("received"),
+        field("processed")
+            + field("dropped")
+            + field("abandoned")
+            + field("bad_payload")
+            + field("timed_out")
+            + field("failed"),
+        "{final_line}"
+    );
+    assert_eq!(field("bad_payload"), 0, "{final_line}");
+}
+
+#[test]
+fn a_panicking_handler_is_counted_and_its_worker_lives_on() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let server = RedisServer::start().unwrap();
+        let channel = lab::unique_channel("ch06:panic");
+        let mut config = Config::new(server.url(), [channel.clone()]);
+        config.workers = 1;
+        let ok = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&ok);
+        let running = lab::production::start(config, move |msg: redis::Msg| {
+            let counted = Arc::clone(&counted);
+            async move {
+                let seq = lab::seq_of(msg.get_payload_bytes()).map_err(|_| Rejected::BadPayload)?;
+                if seq % 100 == 7 {
+                    panic!("handler bug on message {seq}");
+                }
+                counted.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+        })
+        .await
+        .unwrap();
+        let mut con = server
+            .client()
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        lab::Publisher::new(&channel)
+            .send(&mut con, 0..1_000)
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while running.snapshot().processed + running.snapshot().failed < 1_000
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let report = running.shutdown().await.unwrap();
+        assert_eq!(report.failed, 10, "{report}");
+        assert_eq!(report.processed, 990, "{report}");
+        assert_eq!(ok.load(Ordering::Relaxed), 990);
+    });
+}
