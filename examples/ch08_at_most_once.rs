@@ -35,7 +35,6 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-// ANCHOR: pubsub
 /// A Pub/Sub subscriber drops its connection for `AWAY`, then subscribes again.
 async fn pubsub_away(client: &redis::Client, sent: u64) -> Result<()> {
     let channel = lab::unique_channel("ch08:away");
@@ -47,6 +46,7 @@ async fn pubsub_away(client: &redis::Client, sent: u64) -> Result<()> {
     let publisher = Publisher::new(&channel).pace(Pace::Rate(RATE));
     let publishing = tokio::spawn(async move { publisher.send(&mut con, 0..sent).await });
 
+    // ANCHOR: pubsub
     let mut last_seen = None;
     let mut noticed = 0;
     let mut away_once = false;
@@ -74,6 +74,7 @@ async fn pubsub_away(client: &redis::Client, sent: u64) -> Result<()> {
         pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(&channel).await?;
     }
+    // ANCHOR_END: pubsub
     let report = publishing.await??;
     println!(
         "pubsub:  received {} of {sent}, missing {}; {} PUBLISH replies said \"0 \
@@ -94,9 +95,7 @@ async fn pubsub_away(client: &redis::Client, sent: u64) -> Result<()> {
         .print();
     Ok(())
 }
-// ANCHOR_END: pubsub
 
-// ANCHOR: streams
 /// A Streams consumer drops its connection for `AWAY`, then reads on: the messages added
 /// meanwhile wait in the stream, and `>` starts after the last one its group was given.
 async fn streams_away(client: &redis::Client, sent: u64) -> Result<()> {
@@ -113,6 +112,7 @@ async fn streams_away(client: &redis::Client, sent: u64) -> Result<()> {
 
     let mut tally = Tally::new(sent);
     let mut away_once = false;
+    // ANCHOR: streams
     let options = StreamReadOptions::default()
         .group("readers", "reader-1")
         .count(500)
@@ -138,6 +138,7 @@ async fn streams_away(client: &redis::Client, sent: u64) -> Result<()> {
             con = client.get_multiplexed_async_connection().await?;
         }
     }
+    // ANCHOR_END: streams
     producing.await??;
     println!(
         "streams: received {} of {sent}, missing {}",
@@ -147,7 +148,6 @@ async fn streams_away(client: &redis::Client, sent: u64) -> Result<()> {
     ResultLine::from_tally("streams-away-200ms", lab::REDIS_CURRENT, &tally, 0).print();
     Ok(())
 }
-// ANCHOR_END: streams
 
 /// XADD `0..sent` at `RATE`, in small pipelines every millisecond.
 async fn produce_at_rate(

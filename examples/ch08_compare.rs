@@ -339,7 +339,8 @@ fn print_table(rows: &[Row], n: u64) {
 
 fn format_bytes(bytes: i64, n: u64) -> String {
     if bytes.abs() < 64 * 1024 {
-        format!("{} KB", bytes / 1024)
+        // Below what the server allocates for its own bookkeeping between two INFO calls.
+        format!("~0 ({} KB)", bytes / 1024)
     } else {
         format!(
             "{:.1} MB ({} B/msg)",
