@@ -75,6 +75,8 @@ struct Args {
     #[arg(long, hide = true)]
     count: Option<u64>,
     #[arg(long, hide = true)]
+    size: Option<usize>,
+    #[arg(long, hide = true)]
     latency: bool,
 }
 
@@ -87,6 +89,7 @@ fn main() -> Result<()> {
             url: args.url.context("--variant needs --url")?,
             channel: args.channel.context("--variant needs --channel")?,
             count: args.count.context("--variant needs --count")?,
+            size: args.size.unwrap_or(0),
             latency: args.latency,
         });
     }
@@ -104,8 +107,8 @@ fn messages_for(size: usize, scale: f64) -> u64 {
         65..=1024 => 200_000,
         _ => 40_000,
     };
-    let count = lab::scaled((full as f64 * scale) as u64, (full / 200).max(200));
-    count.max(1)
+    let count = lab::scaled(full, (full / 200).max(200)) as f64 * scale;
+    (count as u64).max(1)
 }
 
 /// One design's drain, measured.
@@ -115,6 +118,8 @@ struct Sample {
     received: u64,
     noticed: u64,
     cpu_s: f64,
+    // How fast Redis took the PUBLISH commands (pipelined) while the subscriber was stopped.
+    publish_rate: f64,
     // Voluntary context switches: a thread slept and had to be woken.
     sleeps: Option<u64>,
     peak_rss_mb: Option<f64>,
@@ -194,8 +199,20 @@ async fn benchmark(args: Args) -> Result<()> {
     }
 
     let summaries = summarize(&designs, &sizes, &samples, &args);
+    // What a live publisher could feed: Redis's pipelined PUBLISH rate, per payload size.
+    let publish_rates: Vec<(usize, f64)> = sizes
+        .iter()
+        .map(|&size| {
+            let rates = samples
+                .iter()
+                .filter(|((s, _), _)| *s == size)
+                .flat_map(|(_, runs)| runs.iter().map(|run| run.publish_rate))
+                .collect();
+            (size, median_min_max(rates).0)
+        })
+        .collect();
     println!();
-    print!("{}", throughput_tables(&summaries, &sizes, &args));
+    print!("{}", throughput_tables(&summaries, &publish_rates, &args));
     for summary in &summaries {
         summary_result(summary).print();
     }
@@ -233,7 +250,7 @@ async fn benchmark(args: Args) -> Result<()> {
             load_before.map_or("?".into(), |load| format!("{load:.1}")),
             load_after.map_or("?".into(), |load| format!("{load:.1}")),
         )?;
-        page += &throughput_tables(&summaries, &sizes, &args);
+        page += &throughput_tables(&summaries, &publish_rates, &args);
         if !latency.is_empty() {
             page += "\n";
             page += &latency_table(&latency);
@@ -265,6 +282,17 @@ enum Subscriber {
     },
 }
 
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        // On an error half-way, never leave a stopped redis-cli behind (the Rust subscribers
+        // are killed on drop by Tokio: `kill_on_drop`). SIGKILL also ends a stopped process.
+        if let Subscriber::Cli(child) = self {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 impl Subscriber {
     fn pid(&self) -> Result<u32> {
         match self {
@@ -286,6 +314,7 @@ async fn start_subscriber(
     variant: Variant,
     channel: &str,
     count: u64,
+    size: usize,
     latency: bool,
 ) -> Result<Subscriber> {
     let port = server
@@ -338,6 +367,7 @@ async fn start_subscriber(
     command
         .args(["--variant", variant.name(), "--url", server.url()])
         .args(["--channel", channel, "--count", &count.to_string()])
+        .args(["--size", &size.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -384,7 +414,8 @@ async fn drain_once(
     count: u64,
 ) -> Result<Sample> {
     let channel = lab::unique_channel("ch07:drain");
-    let mut subscriber = start_subscriber(server, args, variant, &channel, count, false).await?;
+    let mut subscriber =
+        start_subscriber(server, args, variant, &channel, count, size, false).await?;
     subscriber.signal(Signal::SIGSTOP)?;
     // While the subscriber is stopped, every message waits in its output buffer in Redis.
     let published = Publisher::new(&channel)
@@ -396,6 +427,7 @@ async fn drain_once(
         "Redis queued {} of {count} messages for the subscriber",
         published.queued_for
     );
+    let publish_rate = count as f64 / published.elapsed.as_secs_f64();
     let pid = subscriber.pid()?;
     let (written_before, cpu_before) = (measure::bytes_written(pid), measure::cpu_of(pid));
     let sleeps_before = measure::sleeps_of(pid);
@@ -414,11 +446,12 @@ async fn drain_once(
                 received: stats.get("received")?,
                 noticed: stats.get("noticed")?,
                 cpu_s: stats.get("cpu_s")?,
+                publish_rate,
                 sleeps: stats.get("sleeps").ok(),
                 peak_rss_mb: stats.get("peak_rss_mb").ok(),
             }
         }
-        Subscriber::Cli(child) => {
+        Subscriber::Cli(_) => {
             // Done when redis-cli has printed (to /dev/null) every message.
             let per_message = measure::cli_output_len(&channel, size);
             let expected = per_message * count;
@@ -449,13 +482,12 @@ async fn drain_once(
                 _ => None,
             };
             let peak_rss_mb = measure::peak_rss_mb_of(pid);
-            child.kill()?;
-            child.wait()?;
             Sample {
                 secs,
                 received: (written / per_message).min(count),
                 noticed: 0, // redis-cli notices nothing
                 cpu_s,
+                publish_rate,
                 sleeps,
                 peak_rss_mb,
             }
@@ -598,17 +630,19 @@ fn thousands(value: f64) -> String {
     out
 }
 
-fn throughput_tables(summaries: &[Summary], sizes: &[usize], args: &Args) -> String {
+fn throughput_tables(summaries: &[Summary], publish_rates: &[(usize, f64)], args: &Args) -> String {
     let mut out = String::new();
-    for &size in sizes {
+    for &(size, publish_rate) in publish_rates {
         let count = messages_for(size, args.scale);
         let _ = writeln!(
             out,
-            "**{} payloads**, {} messages per run\n\n\
+            "**{} payloads**, {} messages per run; Redis took the pipelined PUBLISH commands \
+             at {} msg/s (median)\n\n\
              | subscriber | msg/s (min-max) | MB/s | CPU ns/msg | sleeps/1k msg | peak RSS MiB | vs redis-cli | lost / noticed |\n\
              |---|---:|---:|---:|---:|---:|---:|---:|",
             size_label(size),
-            thousands(count as f64)
+            thousands(count as f64),
+            thousands(publish_rate)
         );
         for s in summaries.iter().filter(|s| s.size == size) {
             let _ = writeln!(
@@ -645,20 +679,27 @@ struct LatencyRow {
 
 const LATENCY_SIZE: usize = 256;
 const LATENCY_RATE: f64 = 10_000.0;
+const LATENCY_DESIGNS: [Variant; 4] = [
+    Variant::StreamMt,
+    Variant::StreamMtTask,
+    Variant::StreamCt,
+    Variant::ProductionMt,
+];
 
 async fn measure_latency(
     server: &RedisServer,
     publisher_con: &mut MultiplexedConnection,
     args: &Args,
 ) -> Result<Vec<LatencyRow>> {
-    let count = lab::scaled((30_000.0 * args.scale) as u64, 500).max(1);
+    let count = ((lab::scaled(30_000, 500) as f64 * args.scale) as u64).max(1);
     let mut rows = Vec::new();
-    for variant in [Variant::StreamMt, Variant::StreamCt, Variant::QueueMt] {
+    for variant in LATENCY_DESIGNS {
         if !args.only.is_empty() && !args.only.contains(&variant) {
             continue;
         }
         let channel = lab::unique_channel("ch07:latency");
-        let mut subscriber = start_subscriber(server, args, variant, &channel, count, true).await?;
+        let mut subscriber =
+            start_subscriber(server, args, variant, &channel, count, LATENCY_SIZE, true).await?;
         let queued =
             publish_timestamped(publisher_con, &channel, LATENCY_SIZE, count, LATENCY_RATE).await?;
         ensure!(queued == count, "Redis queued {queued} of {count} messages");

@@ -4,14 +4,16 @@
 //! record it in a [`Tally`] (the "handler"). What differs is how the message gets from the
 //! socket to that handler: which runtime, whether it crosses a thread, a queue or a batch.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use clap::ValueEnum;
 use futures::{Stream, StreamExt};
 use lab::Tally;
 use lab::overflow::{Overflow, bounded};
 use redis::{PushInfo, PushKind, Value};
+use tokio::sync::Notify;
 
 use crate::measure;
 
@@ -20,6 +22,9 @@ use crate::measure;
 pub enum Variant {
     /// `redis-cli subscribe CHANNEL > /dev/null`: the C reference.
     Cli,
+    /// Not a subscriber: read the socket and count bytes, parse nothing. How fast Redis can
+    /// feed one connection here: the ceiling for every design.
+    Raw,
     /// One long-lived `on_message()` stream on the default multi-thread runtime (chapter 4),
     /// read in `main` (the future `block_on` runs, as `#[tokio::main]` does).
     StreamMt,
@@ -36,12 +41,18 @@ pub enum Variant {
     QueueCt,
     /// RESP3: a multiplexed connection with an unbounded push sender, current-thread.
     Resp3Ct,
+    /// Chapter 6's production subscriber (`lab::production`, default configuration) on the
+    /// multi-thread runtime.
+    ProductionMt,
+    /// The same on a current-thread runtime.
+    ProductionCt,
 }
 
 impl Variant {
     /// Every design, in table order.
-    pub const ALL: [Variant; 8] = [
+    pub const ALL: [Variant; 11] = [
         Variant::Cli,
+        Variant::Raw,
         Variant::StreamMt,
         Variant::StreamMtTask,
         Variant::StreamCt,
@@ -49,12 +60,15 @@ impl Variant {
         Variant::QueueMt,
         Variant::QueueCt,
         Variant::Resp3Ct,
+        Variant::ProductionMt,
+        Variant::ProductionCt,
     ];
 
     /// The name on the command line and in RESULT lines.
     pub fn name(self) -> &'static str {
         match self {
             Variant::Cli => "cli",
+            Variant::Raw => "raw",
             Variant::StreamMt => "stream-mt",
             Variant::StreamMtTask => "stream-mt-task",
             Variant::StreamCt => "stream-ct",
@@ -62,6 +76,8 @@ impl Variant {
             Variant::QueueMt => "queue-mt",
             Variant::QueueCt => "queue-ct",
             Variant::Resp3Ct => "resp3-ct",
+            Variant::ProductionMt => "production-mt",
+            Variant::ProductionCt => "production-ct",
         }
     }
 
@@ -69,6 +85,7 @@ impl Variant {
     pub fn describe(self) -> &'static str {
         match self {
             Variant::Cli => "`redis-cli subscribe ch > /dev/null` (C)",
+            Variant::Raw => "raw socket read, no parsing (the server's feed rate)",
             Variant::StreamMt => "`on_message()` stream in `main`, multi-thread runtime",
             Variant::StreamMtTask => "`on_message()` stream in a spawned task, multi-thread",
             Variant::StreamCt => "`on_message()` stream, current-thread runtime",
@@ -76,6 +93,8 @@ impl Variant {
             Variant::QueueMt => "bounded queue (ch. 5) + worker, multi-thread",
             Variant::QueueCt => "bounded queue (ch. 5) + worker, current-thread",
             Variant::Resp3Ct => "RESP3 push sender (unbounded), current-thread",
+            Variant::ProductionMt => "production subscriber (ch. 6), multi-thread",
+            Variant::ProductionCt => "production subscriber (ch. 6), current-thread",
         }
     }
 
@@ -83,6 +102,7 @@ impl Variant {
     pub fn client(self) -> &'static str {
         match self {
             Variant::Cli => "redis-cli",
+            Variant::Raw => "raw-socket",
             _ => lab::REDIS_CURRENT,
         }
     }
@@ -91,7 +111,7 @@ impl Variant {
     pub fn multi_thread(self) -> bool {
         matches!(
             self,
-            Variant::StreamMt | Variant::StreamMtTask | Variant::QueueMt
+            Variant::StreamMt | Variant::StreamMtTask | Variant::QueueMt | Variant::ProductionMt
         )
     }
 }
@@ -102,6 +122,7 @@ pub struct ChildArgs {
     pub url: String,
     pub channel: String,
     pub count: u64,
+    pub size: usize,
     pub latency: bool,
 }
 
@@ -124,6 +145,7 @@ pub fn run_child(args: ChildArgs) -> Result<()> {
         let channel = args.channel.as_str();
         match args.variant {
             Variant::Cli => bail!("redis-cli is not a Rust variant"),
+            Variant::Raw => raw_socket(&client, channel, args.size, bench).await,
             Variant::StreamMt | Variant::StreamCt => plain_stream(&client, channel, bench).await,
             // ANCHOR: spawned
             Variant::StreamMtTask => {
@@ -136,6 +158,9 @@ pub fn run_child(args: ChildArgs) -> Result<()> {
             Variant::ChunksCt => chunks(&client, channel, bench).await,
             Variant::QueueMt | Variant::QueueCt => queue(&client, channel, bench).await,
             Variant::Resp3Ct => resp3(&client, channel, bench).await,
+            Variant::ProductionMt | Variant::ProductionCt => {
+                production(&args.url, channel, bench).await
+            }
         }
     })
 }
@@ -206,6 +231,56 @@ async fn queue(client: &redis::Client, channel: &str, mut bench: Bench) -> Resul
 }
 // ANCHOR_END: queue
 
+// ANCHOR: production
+/// Chapter 6's subscriber, as a service would run it: its default configuration, told that
+/// the publisher numbers messages from 0 (so it counts gaps), with our handler.
+async fn production(url: &str, channel: &str, bench: Bench) -> Result<()> {
+    let mut config = lab::production::Config::new(url, [channel]);
+    config.numbered = true;
+    config.first_seq = Some(0);
+    // The handler is cloned into each worker; with one channel, one worker gets everything,
+    // so this lock is never contended.
+    let bench = Arc::new(Mutex::new(bench));
+    let all_handled = Arc::new(Notify::new());
+    let handler = {
+        let (bench, all_handled) = (Arc::clone(&bench), Arc::clone(&all_handled));
+        move |msg: redis::Msg| {
+            let mut bench = bench.lock().unwrap_or_else(PoisonError::into_inner);
+            bench.handle(msg.get_payload_bytes());
+            if bench.finished(0) {
+                all_handled.notify_one();
+            }
+            std::future::ready(Ok(()))
+        }
+    };
+    let running = lab::production::start(config, handler).await?;
+    lock(&bench).ready();
+    // Done when every message was handled or is counted as lost (dropped, in a gap), or
+    // when nothing moved for a while after the first message.
+    let mut progress = (0, Instant::now());
+    loop {
+        let report = running.snapshot();
+        let seen = report.received + report.noticed();
+        if lock(&bench).finished(report.noticed()) || running.is_finished() {
+            break;
+        }
+        if seen != progress.0 {
+            progress = (seen, Instant::now());
+        } else if seen > 0 && progress.1.elapsed() > Idle::QUIET {
+            break;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(5), all_handled.notified()).await;
+    }
+    let report = running.shutdown().await?;
+    let bench = std::mem::replace(&mut *lock(&bench), Bench::new(0, false));
+    bench.done(report.noticed())
+}
+// ANCHOR_END: production
+
+fn lock(bench: &Mutex<Bench>) -> std::sync::MutexGuard<'_, Bench> {
+    bench.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Room for a burst: 64k messages (a few MB at these payload sizes).
 const QUEUE_CAPACITY: usize = 65_536;
 
@@ -234,6 +309,58 @@ async fn resp3(client: &redis::Client, channel: &str, mut bench: Bench) -> Resul
     bench.done(0)
 }
 // ANCHOR_END: resp3
+
+// ANCHOR: raw
+/// The ceiling: SUBSCRIBE by hand, then read the socket into a large buffer and only count
+/// bytes. Every message is the same size, so bytes tell how many messages came.
+async fn raw_socket(
+    client: &redis::Client,
+    channel: &str,
+    size: usize,
+    mut bench: Bench,
+) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket =
+        tokio::net::TcpStream::connect(client.get_connection_info().addr().to_string()).await?;
+    let subscribe = redis::cmd("SUBSCRIBE").arg(channel).get_packed_command();
+    socket.write_all(&subscribe).await?;
+    // The confirmation, `["subscribe", channel, 1]`, has a known length: read exactly that.
+    let confirmation = format!(
+        "*3\r\n$9\r\nsubscribe\r\n${}\r\n{channel}\r\n:1\r\n",
+        channel.len()
+    );
+    let mut reply = vec![0; confirmation.len()];
+    socket.read_exact(&mut reply).await?;
+    ensure!(
+        reply == confirmation.as_bytes(),
+        "unexpected reply to SUBSCRIBE"
+    );
+    bench.ready();
+    let expected = bench.count * resp2_message_len(channel, size);
+    let (mut buffer, mut total) = (vec![0u8; 256 * 1024], 0u64);
+    while total < expected {
+        let Some(read) = bench
+            .idle
+            .wait(async { socket.read(&mut buffer).await.ok() })
+            .await
+        else {
+            break;
+        };
+        if read == 0 {
+            break;
+        }
+        total += read as u64;
+    }
+    bench.counted = Some((total / resp2_message_len(channel, size)).min(bench.count));
+    bench.done(0)
+}
+// ANCHOR_END: raw
+
+/// The bytes Redis sends a RESP2 subscriber for one message: `["message", channel, payload]`.
+fn resp2_message_len(channel: &str, payload: usize) -> u64 {
+    let bulk = |len: usize| 1 + len.to_string().len() + 2 + len + 2;
+    ("*3\r\n".len() + bulk("message".len()) + bulk(channel.len()) + bulk(payload)) as u64
+}
 
 /// The client's URL with `protocol=resp3`.
 fn with_resp3(client: &redis::Client) -> String {
@@ -275,6 +402,8 @@ pub struct Bench {
     latencies: Option<Vec<u64>>,
     cpu_at_ready: Duration,
     sleeps_at_ready: u64,
+    // The raw reader counts bytes, not numbered messages: it sets this instead of the tally.
+    counted: Option<u64>,
 }
 
 impl Bench {
@@ -287,6 +416,7 @@ impl Bench {
             latencies: latency.then(|| Vec::with_capacity(count as usize)),
             cpu_at_ready: Duration::ZERO,
             sleeps_at_ready: 0,
+            counted: None,
         }
     }
 
@@ -338,7 +468,7 @@ impl Bench {
         let mut stats = format!(
             "STATS received={} noticed={} bad={} cpu_s={:.6} sleeps={sleeps} peak_rss_mb={:.1} \
              out_of_order={}",
-            self.tally.received(),
+            self.counted.unwrap_or(self.tally.received()),
             noticed,
             self.bad_payloads,
             cpu.as_secs_f64(),
