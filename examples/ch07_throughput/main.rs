@@ -151,6 +151,10 @@ async fn benchmark(args: Args) -> Result<()> {
     let runs = args.runs.unwrap_or(if quick { 1 } else { 3 }).max(1);
     let sizes = args.sizes.clone().unwrap_or_else(|| vec![16, 256, 4096]);
     ensure!(!sizes.is_empty(), "--sizes needs at least one size");
+    ensure!(
+        sizes.iter().all(|&size| size >= 16),
+        "payload sizes must be at least 16 bytes: room for the sequence number (--sizes {sizes:?})"
+    );
     let designs: Vec<Variant> = Variant::ALL
         .into_iter()
         .filter(|v| *v == Variant::Cli || args.only.is_empty() || args.only.contains(v))
