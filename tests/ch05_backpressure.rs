@@ -50,6 +50,8 @@ fn current_release_slow_async_handler_grows_memory_instead() -> Result<()> {
     let r = find(&results, "unbounded-slow", lab::REDIS_CURRENT)?;
     assert_eq!(number(r, "disconnects"), 0.0, "{r}");
     assert_eq!(r.lost, 0, "{r}");
+    // Redis held no backlog: the client read everything at once.
+    assert!(number(r, "max_omem_kb") < 512.0, "{r}");
     // About 18,000 messages of 1 KB waiting in the client at the end of 2 s.
     assert!(number(r, "backlog_at_end") > 5_000.0, "{r}");
     assert!(number(r, "rss_growth_mb") > 10.0, "{r}");
@@ -87,8 +89,11 @@ fn bounded_queue_bounds_memory_and_notices_every_loss() -> Result<()> {
             "the handler is 10x too slow: something must go: {r}"
         );
         assert_eq!(r.lost, r.noticed, "no silent loss: {r}");
-        // Capacity 1000 x 1 KB is 1 MB; measured growth was a few MB. Bound: 20 MB.
-        assert!(number(r, "rss_growth_mb") < 20.0, "{r}");
+        // The bound the chapter states: capacity x payload (1000 x 1 KiB, about 1 MB) plus
+        // 20 MB for what the client holds in flight. Measured: about 2 MB.
+        assert!(number(r, "rss_growth_mb") < 1.0 + 20.0, "{r}");
+        // Redis never held a backlog for us: the reader drains the connection promptly.
+        assert!(number(r, "max_omem_kb") < 512.0, "{r}");
         assert!(number(r, "max_queue") <= 1000.0, "{r}");
         if scenario == "queue-disconnect" {
             // Each overflow is one reconnect-and-resync round.
