@@ -39,7 +39,7 @@ enum Scenario {
 
 /// Chapter 6's faults, one RESULT line each.
 #[derive(Parser, Debug)]
-#[command(about)]
+#[command(long_about = None)]
 struct Args {
     /// Run only these scenarios (default: all).
     #[arg(long, value_enum)]

@@ -22,7 +22,7 @@ use lab::{RedisServer, ResultLine, Tally};
 /// A Redis Pub/Sub subscriber that reconnects, keeps order per channel, bounds its memory and
 /// counts every message it could not handle.
 #[derive(Parser, Debug)]
-#[command(about, long_about = None)]
+#[command(long_about = None)]
 struct Args {
     /// Redis URL (redis://[user:password@]host:port[/db]); never printed with its password.
     /// Without it: demo mode, on a throwaway redis-server.

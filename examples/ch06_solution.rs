@@ -1,0 +1,123 @@
+//! Chapter 6 exercise, solved: exponential backoff with jitter, and a reconnect loop that
+//! gives up after a number of attempts. `lab::production::Backoff` is the same idea.
+//!
+//! cargo run --example ch06_solution
+//! cargo test --example ch06_solution
+
+use std::time::Duration;
+
+// ANCHOR: solution
+/// How long to wait before reconnection attempt `attempt` (0 for the first retry).
+fn delay(attempt: u32, initial: Duration, max: Duration) -> Duration {
+    // 2^attempt without overflow: past 2^31 the cap has long been reached anyway.
+    let ceiling = initial
+        .saturating_mul(2u32.saturating_pow(attempt.min(31)))
+        .min(max);
+    // Equal jitter: at least half the ceiling (so the backoff still grows), plus a random
+    // part (so subscribers that failed together do not retry together).
+    ceiling.mul_f64(0.5 + fastrand::f64() / 2.0)
+}
+
+/// Try `connect` until it succeeds, waiting `delay(attempt)` between failures; give up
+/// after `max_attempts` failures in a row.
+async fn reconnect<T, E: std::fmt::Display>(
+    mut connect: impl AsyncFnMut() -> Result<T, E>,
+    max_attempts: u32,
+) -> anyhow::Result<T> {
+    let mut failed = 0;
+    loop {
+        match connect().await {
+            Ok(value) => return Ok(value),
+            Err(error) => {
+                failed += 1;
+                if failed >= max_attempts {
+                    anyhow::bail!("gave up after {failed} attempts; last error: {error}");
+                }
+                let wait = delay(
+                    failed - 1,
+                    Duration::from_millis(50),
+                    Duration::from_secs(1),
+                );
+                eprintln!("attempt {failed} failed ({error}); retrying in {wait:?}");
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+// ANCHOR_END: solution
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    for attempt in 0..8 {
+        let wait = delay(attempt, Duration::from_millis(50), Duration::from_secs(1));
+        println!("attempt {attempt}: wait {wait:?}");
+    }
+    let mut calls = 0;
+    let value = reconnect(
+        async || {
+            calls += 1;
+            if calls < 3 { Err("refused") } else { Ok(calls) }
+        },
+        5,
+    )
+    .await?;
+    println!("connected on call {value}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grows_doubles_and_stays_under_the_cap() {
+        let (initial, max) = (Duration::from_millis(100), Duration::from_secs(1));
+        for _ in 0..200 {
+            for (attempt, ceiling_ms) in [
+                (0, 100),
+                (1, 200),
+                (2, 400),
+                (3, 800),
+                (4, 1000),
+                (60, 1000),
+            ] {
+                let wait = delay(attempt, initial, max);
+                let ceiling = Duration::from_millis(ceiling_ms);
+                assert!(
+                    wait >= ceiling / 2 && wait <= ceiling,
+                    "{attempt}: {wait:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn jitter_spreads_the_retries() {
+        let waits: std::collections::HashSet<Duration> = (0..50)
+            .map(|_| delay(3, Duration::from_millis(100), Duration::from_secs(1)))
+            .collect();
+        assert!(
+            waits.len() > 40,
+            "50 subscribers, only {} different waits",
+            waits.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn reconnect_retries_then_gives_up() {
+        let mut calls = 0;
+        let ok = reconnect(
+            async || {
+                calls += 1;
+                if calls < 3 { Err("refused") } else { Ok(calls) }
+            },
+            5,
+        )
+        .await
+        .unwrap();
+        assert_eq!(ok, 3);
+        let never: anyhow::Result<()> = reconnect(async || Err::<(), _>("refused"), 4).await;
+        let error = never.unwrap_err().to_string();
+        assert!(error.contains("gave up after 4 attempts"), "{error}");
+    }
+}
