@@ -156,6 +156,14 @@ fn the_books_table_comes_from_the_benchmark_and_covers_every_design() {
     ] {
         assert!(table.contains(heading), "missing {heading}");
     }
+    let goals = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/generated/ch07-goals.md"),
+    )
+    .unwrap();
+    assert!(
+        goals.contains("production subscriber") && goals.contains("goal"),
+        "{goals}"
+    );
     // One row per design and size: a design added to the benchmark shows up in the book
     // only after the table is regenerated, and this test says so.
     let rows = table

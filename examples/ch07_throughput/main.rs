@@ -33,6 +33,8 @@ use variants::{ChildArgs, Variant};
 
 /// Where `--write-table` writes the table that the chapter includes.
 const TABLE_PATH: &str = "src/generated/ch07-throughput.md";
+/// And the paragraph that says whether the chapter's goals were met in that run.
+const GOALS_PATH: &str = "src/generated/ch07-goals.md";
 /// The command that regenerates it, as the chapter and the table say.
 const TABLE_COMMAND: &str = "cargo run --release --example ch07_throughput -- --write-table";
 
@@ -221,6 +223,8 @@ async fn benchmark(args: Args) -> Result<()> {
         summary_result(summary).print();
     }
 
+    println!("{}", goals(&summaries));
+
     let latency = if args.no_latency {
         Vec::new()
     } else {
@@ -263,6 +267,10 @@ async fn benchmark(args: Args) -> Result<()> {
         std::fs::create_dir_all(path.parent().context("table path has no parent")?)?;
         std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {TABLE_PATH}");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(GOALS_PATH);
+        std::fs::write(&path, goals(&summaries))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {GOALS_PATH}");
     }
     Ok(())
 }
@@ -612,6 +620,63 @@ fn summary_result(summary: &Summary) -> ResultLine {
             .peak_rss_mb
             .map_or("-".into(), |mb| format!("{mb:.1}")),
     )
+}
+
+/// The chapter's goals, checked against this run: the production subscriber at least 1.0x
+/// redis-cli at every size, the fastest design at least 1.2x at 16 B.
+fn goals(summaries: &[Summary]) -> String {
+    let range = |values: Vec<f64>| {
+        let (_, min, max) = median_min_max(values);
+        format!("{min:.2}-{max:.2}x")
+    };
+    let verdict = |met: bool| if met { "**met**" } else { "**not met**" };
+    let mut out = String::from("In this run, ");
+    let mut all_met = true;
+    for variant in [Variant::ProductionMt, Variant::ProductionCt] {
+        let rows: Vec<&Summary> = summaries.iter().filter(|s| s.variant == variant).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let cli_cpu = |size: usize| {
+            summaries
+                .iter()
+                .find(|s| s.variant == Variant::Cli && s.size == size)
+                .map_or(f64::NAN, |s| s.cpu_ns_per_msg)
+        };
+        all_met &= rows.iter().all(|s| s.ratio_vs_cli >= 1.0);
+        let _ = write!(
+            out,
+            "the {} reached {} of redis-cli's messages per second across the payload sizes, \
+             using {} its CPU time per message; ",
+            variant.describe(),
+            range(rows.iter().map(|s| s.ratio_vs_cli).collect()),
+            range(
+                rows.iter()
+                    .map(|s| s.cpu_ns_per_msg / cli_cpu(s.size))
+                    .collect()
+            ),
+        );
+    }
+    let _ = write!(
+        out,
+        "the goal of at least 1.0x at every size is {}. ",
+        verdict(all_met)
+    );
+    let fastest = summaries
+        .iter()
+        .filter(|s| s.size == 16 && !matches!(s.variant, Variant::Cli | Variant::Raw))
+        .max_by(|a, b| a.ratio_vs_cli.total_cmp(&b.ratio_vs_cli));
+    if let Some(fastest) = fastest {
+        let _ = write!(
+            out,
+            "The fastest Rust design at 16 B was the {} at {:.2}x: the goal of 1.2x is {}.",
+            fastest.variant.describe(),
+            fastest.ratio_vs_cli,
+            verdict(fastest.ratio_vs_cli >= 1.2)
+        );
+    }
+    out.push('\n');
+    out
 }
 
 fn size_label(size: usize) -> String {
