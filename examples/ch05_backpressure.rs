@@ -67,6 +67,10 @@ struct Args {
     /// process may use than it had at the start.
     #[arg(long, default_value_t = 48)]
     memory_cap_mb: u64,
+    /// Kill the subscriber's connection (CLIENT KILL TYPE pubsub) this many seconds into the
+    /// run, to see how each design notices a disconnect.
+    #[arg(long)]
+    kill_subscriber_at: Option<f64>,
     /// Write the chart of this run's measurements to src/generated/ch05-rss.md.
     #[arg(long)]
     write_chart: bool,
@@ -162,6 +166,7 @@ struct Plan {
     payload: usize,
     capacity: usize,
     memory_cap_mb: u64,
+    kill_subscriber_at: Option<f64>,
 }
 
 fn main() -> Result<()> {
@@ -178,6 +183,7 @@ fn main() -> Result<()> {
         payload: args.payload.max(32),
         capacity: args.capacity,
         memory_cap_mb: args.memory_cap_mb,
+        kill_subscriber_at: args.kill_subscriber_at,
     };
     if args.child {
         let [scenario] = args.scenario[..] else {
@@ -243,6 +249,12 @@ fn spawn_child(scenario: Scenario, args: &Args, seconds: f64) -> Result<std::pro
         .args(["--payload", &args.payload.to_string()])
         .args(["--capacity", &args.capacity.to_string()])
         .args(["--memory-cap-mb", &args.memory_cap_mb.to_string()])
+        .args(
+            args.kill_subscriber_at
+                .map(|at| ["--kill-subscriber-at".to_string(), at.to_string()])
+                .into_iter()
+                .flatten(),
+        )
         // One malloc arena: the memory limit then measures the heap, not reserved arenas.
         .env("MALLOC_ARENA_MAX", "1")
         .args((args.quick || lab::quick()).then_some("--quick"))
@@ -325,6 +337,9 @@ fn run_child(scenario: Scenario, plan: Plan) -> Result<()> {
         let channel = lab::unique_channel("ch05:backpressure");
         let sampler = RssSampler::start(Duration::from_millis(100));
         let omem = OmemWatcher::start(&server)?;
+        if let Some(at) = plan.kill_subscriber_at {
+            kill_subscribers_after(&server, Duration::from_secs_f64(at))?;
+        }
         let rss_start = rss_mb().unwrap_or(0.0);
         let outcome = match scenario {
             Scenario::OldSlowStream => old_slow_stream(&server, &channel, plan).await?,
@@ -440,6 +455,22 @@ fn tail_lost(tally: &Tally) -> u64 {
         Some(range) if *range.end() + 1 == tally.sent() => range.end() - range.start() + 1,
         _ => 0,
     }
+}
+
+/// `CLIENT KILL TYPE pubsub` after `delay`, from a thread of its own: what an operator, a
+/// failover or a network fault does to a subscriber.
+fn kill_subscribers_after(server: &RedisServer, delay: Duration) -> Result<()> {
+    let mut con = server.client()?.get_connection()?;
+    std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        let killed: redis::RedisResult<u64> = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query(&mut con);
+        println!("killed {} subscriber connection(s)", killed.unwrap_or(0));
+    });
+    Ok(())
 }
 
 // ANCHOR: omem
@@ -720,9 +751,11 @@ async fn supervise_reader(
     loop {
         match read_into_queue(&client, &channel, &queue).await {
             Ok(ReaderEnd::Closed) => return,
-            Ok(ReaderEnd::Overflowed | ReaderEnd::Disconnected) | Err(_) => {
+            Ok(ReaderEnd::Overflowed | ReaderEnd::Disconnected) => {
                 resyncs.fetch_add(1, Ordering::Relaxed);
             }
+            // Could not even subscribe: wait a little before trying again.
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
         while !queue.is_empty() {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -775,12 +808,17 @@ async fn handle_from_queue(
     if let Some(rx) = publishing {
         outcome.publish = rx.await.context("publisher thread")??;
     }
+    // ANCHOR: noticed
+    // What this subscriber noticed: the holes between messages that arrived (the queue's
+    // drops, and what was published while it was disconnected) ...
     outcome.gaps_missing = checked.stats().missing;
-    // Messages after the last one that arrived: no gap shows them. The final resync (reading
-    // where the source of truth is; here, how many the publisher sent) does.
+    // ... and the messages after the last one that arrived, which no gap can show. A final
+    // resync finds them: compare with the source of truth (in a real application, the state
+    // you reload; here, the number of messages the publisher says it sent).
     let expected_next = checked.expected_next().unwrap_or(0);
-    let tail = plan.messages.saturating_sub(expected_next);
+    let tail = outcome.publish.sent.saturating_sub(expected_next);
     outcome.noticed = outcome.gaps_missing + tail;
+    // ANCHOR_END: noticed
     outcome.tally = Some(tally);
     Ok(outcome)
 }
@@ -811,10 +849,6 @@ async fn queue_design(
     let stats = queue.stats();
     outcome.dropped = stats.dropped();
     outcome.max_queue = stats.max_len;
-    if policy != Overflow::Disconnect {
-        // Drop policies: the queue's counters are what the subscriber noticed.
-        outcome.noticed = stats.dropped();
-    }
     Ok(outcome)
 }
 
@@ -895,7 +929,6 @@ async fn resp3_design(
     let stats = queue.stats();
     outcome.dropped = stats.dropped();
     outcome.max_queue = stats.max_len;
-    outcome.noticed = stats.dropped();
     Ok(outcome)
 }
 

@@ -148,3 +148,33 @@ fn unbounded_growth_under_a_memory_limit_kills_the_subscriber() -> Result<()> {
     assert_eq!(r.noticed, 0, "{r}");
     Ok(())
 }
+
+/// A connection killed from outside (an operator, a failover, a network fault) in the middle
+/// of the run: the RESP3 design sees the library's `Disconnection` push as the end of its
+/// queue, the reader design resubscribes, and in both every lost message is noticed.
+#[test]
+fn a_killed_connection_is_noticed_by_the_bounded_designs() -> Result<()> {
+    let output = lab::example::run(
+        "ch05_backpressure",
+        &[
+            "--scenario",
+            "resp3-drop-oldest,queue-drop-oldest",
+            "--seconds",
+            "2",
+            "--kill-subscriber-at",
+            "1",
+        ],
+    )?;
+    let results = output.results()?;
+    let resp3 = find(&results, "resp3-drop-oldest", lab::REDIS_CURRENT)?;
+    assert_eq!(number(resp3, "disconnects"), 1.0, "{resp3}");
+    let queue = find(&results, "queue-drop-oldest", lab::REDIS_CURRENT)?;
+    assert!(number(queue, "resyncs") >= 1.0, "{queue}");
+    for r in [resp3, queue] {
+        assert_eq!(r.lost, r.noticed, "no silent loss: {r}");
+        // The disconnect cost more than the policy dropped: PUBLISH replied 0 meanwhile.
+        assert!(r.lost > number(r, "dropped") as u64, "{r}");
+        assert!(number(r, "unheard") > 0.0, "{r}");
+    }
+    Ok(())
+}
