@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
+use lab::overflow::Overflow;
 use lab::production::{Config, Event, Rejected, Report};
 use lab::{Publisher, RedisServer, ResultLine, Tally};
 use redis::aio::MultiplexedConnection;
@@ -35,6 +36,9 @@ enum Scenario {
     BadPayloads,
     /// Shutdown asked for in the middle of a burst, with a short drain deadline.
     Shutdown,
+    /// A slow handler, a small queue and the `disconnect` policy: drop the connection,
+    /// let the queue drain, reconnect, report the gap.
+    DisconnectPolicy,
 }
 
 /// Chapter 6's faults, one RESULT line each.
@@ -80,6 +84,10 @@ struct Observed {
     tallies: Vec<Tally>,
     events: Vec<(Instant, String)>,
     subscribed: Vec<Instant>,
+    /// True between a `Subscribed` event and the next `Disconnected`.
+    connected: bool,
+    /// The highest sequence number the handler saw, per channel.
+    last_seq: Vec<Option<u64>>,
 }
 
 type Shared = Arc<Mutex<Observed>>;
@@ -120,14 +128,20 @@ impl Subscriber {
             tallies: (0..CHANNELS)
                 .map(|_| Tally::new(sent_per_channel))
                 .collect(),
+            last_seq: vec![None; CHANNELS],
             ..Observed::default()
         }));
         let mut config = config;
         let events = Arc::clone(&shared);
         config.on_event = Some(Arc::new(move |event: &Event| {
             let mut observed = lock(&events);
-            if matches!(event, Event::Subscribed { .. }) {
-                observed.subscribed.push(Instant::now());
+            match event {
+                Event::Subscribed { .. } => {
+                    observed.subscribed.push(Instant::now());
+                    observed.connected = true;
+                }
+                Event::Disconnected { .. } => observed.connected = false,
+                _ => {}
             }
             observed.events.push((Instant::now(), event.to_string()));
         }));
@@ -142,7 +156,12 @@ impl Subscriber {
                     .map_err(|_| Rejected::BadPayload)?;
                 let seq = lab::seq_of(text.as_bytes()).map_err(|_| Rejected::BadPayload)?;
                 let channel = channel_index(msg.get_channel_name()).ok_or(Rejected::BadPayload)?;
-                lock(&shared).tallies[channel].record(seq);
+                {
+                    let mut observed = lock(&shared);
+                    observed.tallies[channel].record(seq);
+                    let last = &mut observed.last_seq[channel];
+                    *last = (*last).max(Some(seq));
+                }
                 misbehave_on(misbehave, channel, seq).await;
                 Ok(())
             }
@@ -184,21 +203,37 @@ impl Subscriber {
         lock(&self.shared).tallies.iter().map(Tally::received).sum()
     }
 
-    /// Wait until every channel has `expected` messages, or nothing new came for `quiet`.
-    async fn settle(&self, expected: u64, quiet: Duration) {
-        let mut last = (self.received(), Instant::now());
+    /// Wait until every channel's handler saw message `last`, or nothing new came for `quiet`.
+    async fn settle(&self, last: u64, quiet: Duration) {
+        let mut progress = (self.received(), Instant::now());
         loop {
-            let now = self.received();
-            if now >= expected {
+            if lock(&self.shared)
+                .last_seq
+                .iter()
+                .all(|seen| *seen >= Some(last))
+            {
                 return;
             }
-            if now != last.0 {
-                last = (now, Instant::now());
-            } else if last.1.elapsed() > quiet {
+            let now = self.received();
+            if now != progress.0 {
+                progress = (now, Instant::now());
+            } else if progress.1.elapsed() > quiet {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// Wait until the subscriber is subscribed on a live connection.
+    async fn wait_connected(&self, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        while !lock(&self.shared).connected {
+            if Instant::now() > deadline {
+                bail!("the subscriber was not connected within {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
     }
 
     /// Wait until the subscriber subscribed `count` times in all (first time included).
@@ -351,8 +386,7 @@ async fn run_scenario(scenario: Scenario) -> Result<ResultLine> {
             let n = lab::scaled(50_000, 5_000);
             let sub = Subscriber::start(base_config(&server, &channels), n, Misbehave::Nothing)?;
             publish_all(&server, &channels, 0..n, 32).await?;
-            sub.settle(n * CHANNELS as u64, Duration::from_secs(2))
-                .await;
+            sub.settle(n - 1, Duration::from_secs(2)).await;
             let mut sub = sub;
             let report = sub.finish()?;
             Ok(result("steady", &sub, &report, n))
@@ -380,9 +414,9 @@ async fn run_scenario(scenario: Scenario) -> Result<ResultLine> {
             let killed = server.kill_pubsub_clients()?;
             publishing.await??;
             sub.wait_subscriptions(2, Duration::from_secs(5)).await?;
+            sub.wait_connected(Duration::from_secs(5)).await?;
             publish_all(&server, &channels, n..n + FENCE, 32).await?;
-            sub.settle((n + FENCE) * CHANNELS as u64, Duration::from_secs(2))
-                .await;
+            sub.settle(n + FENCE - 1, Duration::from_secs(2)).await;
             let report = sub.finish()?;
             Ok(result("client-kill", &sub, &report, n + FENCE).with("killed", killed))
         }
@@ -405,8 +439,7 @@ async fn run_scenario(scenario: Scenario) -> Result<ResultLine> {
             let resubscribed = sub.wait_subscriptions(2, Duration::from_secs(10)).await?;
             let resubscribe_ms = resubscribed.saturating_duration_since(back).as_millis();
             publish_all(&server, &channels, n..n + FENCE, 32).await?;
-            sub.settle((n + FENCE) * CHANNELS as u64, Duration::from_secs(2))
-                .await;
+            sub.settle(n + FENCE - 1, Duration::from_secs(2)).await;
             let report = sub.finish()?;
             Ok(result("restart", &sub, &report, n + FENCE)
                 .with("resubscribed_ms_after_restart", resubscribe_ms))
@@ -422,8 +455,7 @@ async fn run_scenario(scenario: Scenario) -> Result<ResultLine> {
             tokio::time::sleep(Duration::from_secs(3)).await;
             server.resume()?;
             publish_all(&server, &channels, n / 2..n, 32).await?;
-            sub.settle(n * CHANNELS as u64, Duration::from_secs(2))
-                .await;
+            sub.settle(n - 1, Duration::from_secs(2)).await;
             let report = sub.finish()?;
             Ok(result("pause-3s", &sub, &report, n))
         }
@@ -443,9 +475,9 @@ async fn run_scenario(scenario: Scenario) -> Result<ResultLine> {
             let mut sub = Subscriber::start(base_config(&server, &channels), n + FENCE, misbehave)?;
             publish_all(&server, &channels, 0..n, 4096).await?;
             sub.wait_subscriptions(2, Duration::from_secs(10)).await?;
+            sub.wait_connected(Duration::from_secs(5)).await?;
             publish_all(&server, &channels, n..n + FENCE, 4096).await?;
-            sub.settle((n + FENCE) * CHANNELS as u64, Duration::from_secs(2))
-                .await;
+            sub.settle(n + FENCE - 1, Duration::from_secs(2)).await;
             let report = sub.finish()?;
             Ok(result("output-buffer-limit", &sub, &report, n + FENCE))
         }
@@ -460,11 +492,30 @@ async fn run_scenario(scenario: Scenario) -> Result<ResultLine> {
             config.queue_capacity = (n * CHANNELS as u64) as usize;
             let mut sub = Subscriber::start(config, n, Misbehave::Hang { every })?;
             publish_all(&server, &channels, 0..n, 32).await?;
-            sub.settle(n * CHANNELS as u64, Duration::from_secs(2))
-                .await;
+            sub.settle(n - 1, Duration::from_secs(2)).await;
             let report = sub.finish()?;
             Ok(result("hanging-handler", &sub, &report, n).with("hangs", n / every))
         }
+        // ANCHOR: disconnect_policy
+        Scenario::DisconnectPolicy => {
+            let server = RedisServer::start()?;
+            let n = lab::scaled(50_000, 10_000);
+            let mut config = base_config(&server, &channels);
+            config.overflow = Overflow::Disconnect;
+            config.queue_capacity = 1_000;
+            let mut sub = Subscriber::start(config, n + FENCE, Misbehave::Slow { every: 10 })?;
+            publish_all(&server, &channels, 0..n, 32).await?;
+            // Once the publishers are done, the queues drain and the subscriber comes back
+            // for good: then the fence.
+            sub.wait_subscriptions(2, Duration::from_secs(30)).await?;
+            sub.wait_connected(Duration::from_secs(30)).await?;
+            publish_all(&server, &channels, n..n + FENCE, 32).await?;
+            sub.settle(n + FENCE - 1, Duration::from_secs(2)).await;
+            let report = sub.finish()?;
+            Ok(result("disconnect-policy", &sub, &report, n + FENCE)
+                .with("dropped", report.dropped))
+        }
+        // ANCHOR_END: disconnect_policy
         Scenario::BadPayloads => bad_payloads(&channels).await,
         Scenario::Shutdown => shutdown_mid_burst(&channels).await,
     }
@@ -504,7 +555,7 @@ async fn bad_payloads(channels: &[String]) -> Result<ResultLine> {
             pipe.clear();
         }
     }
-    sub.settle(good, Duration::from_secs(2)).await;
+    sub.settle(per_channel - 1, Duration::from_secs(2)).await;
     let report = sub.finish()?;
     Ok(result("bad-payloads", &sub, &report, per_channel).with("bad_sent", bad_sent))
 }

@@ -103,6 +103,14 @@ fn bad_payloads_are_counted_and_good_ones_all_processed() {
 }
 
 #[test]
+fn disconnect_policy_drops_the_connection_resubscribes_and_notices_the_gap() {
+    let result = scenario("disconnect-policy", "disconnect-policy");
+    assert!(extra(&result, "reconnects") >= 1, "{result}");
+    assert!(extra(&result, "dropped") >= 1, "{result}");
+    assert!(result.lost > 0, "{result}");
+}
+
+#[test]
 fn shutdown_mid_burst_processes_or_reports_everything_received() {
     let result = scenario("shutdown", "shutdown-mid-burst");
     // `sent` is what reached the subscriber: the shutdown came before the burst ended.
