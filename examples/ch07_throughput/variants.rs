@@ -85,7 +85,7 @@ impl Variant {
     pub fn describe(self) -> &'static str {
         match self {
             Variant::Cli => "`redis-cli subscribe ch > /dev/null` (C)",
-            Variant::Raw => "raw socket read, no parsing (the server's feed rate)",
+            Variant::Raw => "raw socket read, no parsing (the ceiling of this method)",
             Variant::StreamMt => "`on_message()` stream in `main`, multi-thread runtime",
             Variant::StreamMtTask => "`on_message()` stream in a spawned task, multi-thread",
             Variant::StreamCt => "`on_message()` stream, current-thread runtime",
