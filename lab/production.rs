@@ -44,8 +44,10 @@ use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
 use std::panic::AssertUnwindSafe;
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
@@ -526,12 +528,7 @@ where
     // `true` asks for shutdown; dropping the sender (the `Running` handle) does too.
     let (stop, stop_rx) = watch::channel(false);
     let mut reader = Reader {
-        channels: Channels {
-            states: HashMap::new(),
-            hasher: RandomState::new(),
-            workers: queues.len() as u64,
-            first_seq: config.first_seq,
-        },
+        channels: Channels::new(queues.len(), config.first_seq),
         config,
         client,
         queues: Arc::clone(&queues),
@@ -640,28 +637,53 @@ struct ChannelState {
 
 /// Every channel seen so far.
 struct Channels {
-    states: HashMap<String, ChannelState>,
+    /// Every channel's name and state, in the order they were first seen.
+    states: Vec<(String, ChannelState)>,
+    /// Name -> position in `states`.
+    index: HashMap<String, usize>,
+    /// The channel of the previous message: a burst usually comes on one channel, and
+    /// comparing two short strings is cheaper than hashing one.
+    last: usize,
     hasher: RandomState,
     workers: u64,
     first_seq: Option<u64>,
 }
 
 impl Channels {
-    /// What we know about `channel`. One map lookup per message gives both the worker and
-    /// the sequence state; the name is copied only the first time a channel is seen (a
-    /// pattern can match new channels at any time).
-    fn state(&mut self, channel: &str) -> &mut ChannelState {
-        if !self.states.contains_key(channel) {
-            let state = ChannelState {
-                worker: (self.hasher.hash_one(channel) % self.workers) as usize,
-                next_seq: self.first_seq,
-            };
-            self.states.insert(channel.to_string(), state);
+    fn new(workers: usize, first_seq: Option<u64>) -> Self {
+        Self {
+            states: Vec::new(),
+            index: HashMap::new(),
+            last: 0,
+            hasher: RandomState::new(),
+            workers: workers as u64,
+            first_seq,
         }
-        // Cannot fail: the channel is in the map now.
-        self.states
-            .get_mut(channel)
-            .expect("the channel was inserted above")
+    }
+
+    /// What we know about `channel`. The name is copied only the first time a channel is
+    /// seen (a pattern can match new channels at any time).
+    fn state(&mut self, channel: &str) -> &mut ChannelState {
+        let same_as_last = self
+            .states
+            .get(self.last)
+            .is_some_and(|(name, _)| name == channel);
+        if !same_as_last {
+            self.last = match self.index.get(channel) {
+                Some(&position) => position,
+                None => {
+                    let state = ChannelState {
+                        worker: (self.hasher.hash_one(channel) % self.workers) as usize,
+                        next_seq: self.first_seq,
+                    };
+                    self.states.push((channel.to_string(), state));
+                    self.index
+                        .insert(channel.to_string(), self.states.len() - 1);
+                    self.states.len() - 1
+                }
+            };
+        }
+        &mut self.states[self.last].1
     }
 }
 
@@ -933,16 +955,22 @@ async fn worker<H, Fut>(
     while queue.recv_many(&mut batch, 64).await > 0 {
         for msg in batch.drain(..) {
             // A panicking handler must not take the worker (and its channels) down with it.
-            let handled = AssertUnwindSafe(handler(msg)).catch_unwind();
-            match tokio::time::timeout(limit, handled).await {
-                Ok(Ok(Ok(()))) => counters.processed.add(1),
-                Ok(Ok(Err(Rejected::BadPayload))) => counters.bad_payload.add(1),
+            let mut handled = pin!(AssertUnwindSafe(handler(msg)).catch_unwind());
+            // Most handlers finish without waiting: poll once, and start the clock (a timer
+            // in the runtime) only for those that wait.
+            let outcome = match futures::poll!(handled.as_mut()) {
+                Poll::Ready(outcome) => Some(outcome),
+                Poll::Pending => tokio::time::timeout(limit, handled).await.ok(),
+            };
+            match outcome {
+                Some(Ok(Ok(()))) => counters.processed.add(1),
+                Some(Ok(Err(Rejected::BadPayload))) => counters.bad_payload.add(1),
                 // A handler error, or a panic caught above.
-                Ok(Ok(Err(Rejected::Failed(_))) | Err(_)) => counters.failed.add(1),
+                Some(Ok(Err(Rejected::Failed(_))) | Err(_)) => counters.failed.add(1),
                 // The handler's future is dropped here: a hung handler is abandoned, not
                 // waited on. (A handler that *blocks the thread* cannot be stopped this way:
                 // run blocking work with `spawn_blocking`.)
-                Err(_elapsed) => counters.timed_out.add(1),
+                None => counters.timed_out.add(1),
             }
         }
     }
@@ -967,6 +995,23 @@ mod tests {
             let late = backoff.delay(40);
             assert!(late >= Duration::from_millis(500) && late <= Duration::from_secs(1));
         }
+    }
+
+    #[test]
+    fn a_channel_keeps_its_worker_and_its_own_sequence_state() {
+        let mut channels = Channels::new(4, Some(0));
+        let names = ["a", "b", "a", "a", "c", "b", "a"];
+        let mut workers = HashMap::new();
+        for (i, name) in names.iter().enumerate() {
+            let state = channels.state(name);
+            assert_eq!(*workers.entry(*name).or_insert(state.worker), state.worker);
+            state.next_seq = Some(i as u64);
+        }
+        assert_eq!(channels.states.len(), 3);
+        assert_eq!(channels.state("a").next_seq, Some(6));
+        assert_eq!(channels.state("b").next_seq, Some(5));
+        assert_eq!(channels.state("c").next_seq, Some(4));
+        assert_eq!(channels.state("new").next_seq, Some(0));
     }
 
     #[test]
