@@ -154,6 +154,14 @@ for page, text in texts.items():
         for number, line in enumerate(text.splitlines(), 1):
             if line.strip() and not (line.startswith("|") and TEST_REF.search(line)):
                 problem(rel, f"line {number}: a claims row is `| claim | \`tests/FILE.rs::test_fn\` |`: this one names no test")
+    # A line of text right under a table is not a paragraph: Markdown makes it one more row.
+    in_fence, previous = False, ""
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.lstrip().startswith("```"):
+            in_fence = not in_fence
+        elif not in_fence and previous.startswith("|") and line.strip() and not line.lstrip().startswith(("|", "{{#")):
+            problem(rel, f"line {number}: text right under a table becomes one of its rows: leave a blank line after the table")
+        previous = "" if in_fence else line.lstrip()
     opened, closed = len(re.findall(r"<details\b", text)), len(re.findall(r"</details>", text))
     if opened != closed:
         problem(rel, f"{opened} <details> but {closed} </details>: they must pair up (an unclosed block hides the rest of the page)")

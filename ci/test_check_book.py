@@ -147,6 +147,7 @@ BROKEN = [
     ("missing anchor", CH, "ch01_topic.rs:main", "ch01_topic.rs:mian", "anchor 'mian' not found"),
     ("missing include", CH, "ch01_topic.rs:main", "ch01_topics.rs:main", "include target missing"),
     ("include from target/", CH, "Say this.", "{{#include ../target/out.txt}}", "a generated file that a fresh clone does not have"),
+    ("text glued to a table", GUIDE, "| 10:00 | end | |\n", "| 10:00 | end | |\nThat is all.\n", "becomes one of its rows"),
     ("unused example", "examples/ch01_extra.rs", None, "fn main() {}\n", "no page includes it"),
     ("starter without todo", "examples/ch01_exercise.rs", 'todo!("your code")', "0", "has todo!()"),
     ("solution without tests", "examples/ch01_solution.rs", "#[cfg(test)]", "", "#[cfg(test)] module"),
