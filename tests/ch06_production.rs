@@ -355,3 +355,106 @@ fn a_panicking_handler_is_counted_and_its_worker_lives_on() {
         assert_eq!(ok.load(Ordering::Relaxed), 990);
     });
 }
+
+#[test]
+fn patterns_are_resubscribed_too_and_an_unnumbered_loss_is_an_unknown_gap() {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut server = RedisServer::start().unwrap();
+        let base = lab::unique_channel("ch06:patterns");
+        let (plain, matched) = (format!("{base}:plain"), format!("{base}:p.one"));
+        let mut config = Config::new(server.url(), [plain.clone()]);
+        config.patterns = vec![format!("{base}:p.*")];
+        let events = Arc::new(Mutex::new(Vec::<String>::new()));
+        let logged = Arc::clone(&events);
+        config.on_event = Some(Arc::new(move |event| {
+            logged.lock().unwrap().push(event.to_string());
+        }));
+        let counts = Arc::new(Mutex::new(HashMap::<String, u64>::new()));
+        let seen = Arc::clone(&counts);
+        let running = lab::production::start(config, move |msg: redis::Msg| {
+            let seen = Arc::clone(&seen);
+            async move {
+                *seen
+                    .lock()
+                    .unwrap()
+                    .entry(msg.get_channel_name().to_string())
+                    .or_default() += 1;
+                Ok(())
+            }
+        })
+        .await
+        .unwrap();
+        let mut con = server
+            .client()
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let wait_for = |expected: u64| {
+            let counts = Arc::clone(&counts);
+            let (plain, matched) = (plain.clone(), matched.clone());
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                loop {
+                    let now = {
+                        let counts = counts.lock().unwrap();
+                        (counts.get(&plain).copied(), counts.get(&matched).copied())
+                    };
+                    if now == (Some(expected), Some(expected)) {
+                        return;
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "got {now:?}, want {expected} each"
+                    );
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        };
+        for channel in [&plain, &matched] {
+            lab::Publisher::new(channel)
+                .send(&mut con, 0..10)
+                .await
+                .unwrap();
+        }
+        wait_for(10).await;
+
+        assert_eq!(server.kill_pubsub_clients().unwrap(), 1);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !(running.snapshot().reconnects >= 1 && running.is_subscribed()) {
+            assert!(Instant::now() < deadline, "not resubscribed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let numpat: u64 = redis::cmd("PUBSUB")
+            .arg("NUMPAT")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(numpat, 1, "the pattern was not subscribed again");
+        for channel in [&plain, &matched] {
+            lab::Publisher::new(channel)
+                .send(&mut con, 10..20)
+                .await
+                .unwrap();
+        }
+        wait_for(20).await;
+
+        let report = running.shutdown().await.unwrap();
+        assert_eq!(report.reconnects, 1, "{report}");
+        // The publisher does not number its messages (numbered = false): the subscriber
+        // cannot count what it missed, and says so.
+        assert_eq!(report.unknown_gaps, 1, "{report}");
+        let events = events.lock().unwrap();
+        assert!(
+            events.iter().any(|e| e.starts_with("unknown gap")),
+            "{events:?}"
+        );
+    });
+}
