@@ -356,7 +356,7 @@ fn run_child(scenario: Scenario, plan: Plan) -> Result<()> {
         let samples = sampler.finish().await;
         let max_omem = omem.finish();
         let rss_peak = peak_rss_mb().unwrap_or(0.0);
-        outcome.print(scenario, rss_start, rss_peak, max_omem);
+        outcome.print(scenario, plan, (rss_start, rss_peak), max_omem);
         println!("SAMPLES {}", format_samples(&samples));
         Ok(())
     })
@@ -384,7 +384,8 @@ struct Outcome {
 }
 
 impl Outcome {
-    fn print(&self, scenario: Scenario, rss_start: f64, rss_peak: f64, max_omem: u64) {
+    fn print(&self, scenario: Scenario, plan: Plan, rss: (f64, f64), max_omem: u64) {
+        let (rss_start, rss_peak) = rss;
         let tally = self.tally.as_ref().expect("every scenario tallies");
         println!(
             "{scenario}: received {} of {}, missing: {}; PUBLISH replies: queued for {} \
@@ -404,6 +405,8 @@ impl Outcome {
         .with("disconnects", self.disconnects)
         .with("gap_free_prefix", tally.is_gap_free_prefix())
         .with("tail_lost", tail_lost(tally))
+        .with("oldest_kept", kept_at_ends(tally, plan.capacity as u64).0)
+        .with("newest_kept", kept_at_ends(tally, plan.capacity as u64).1)
         .with("queued_for", self.publish.queued_for)
         .with("unheard", self.publish.unheard)
         .with("backlog_at_end", self.backlog_at_end)
@@ -448,8 +451,23 @@ fn limit_memory(extra_mb: u64) -> Result<()> {
     Ok(())
 }
 
+/// How many of the first `n` messages published arrived, and how many of the last `n`: which
+/// end of the run a policy keeps (drop-newest keeps the oldest; drop-oldest the newest).
+fn kept_at_ends(tally: &Tally, n: u64) -> (u64, u64) {
+    let n = n.min(tally.sent());
+    let (mut oldest, mut newest) = (n, n);
+    for range in tally.missing() {
+        let (first, last) = (*range.start(), *range.end());
+        // Overlap of the missing range with 0..n and with sent-n..sent.
+        oldest -= (last + 1).min(n).saturating_sub(first.min(n));
+        let start = tally.sent() - n;
+        newest -= (last + 1).max(start).saturating_sub(first.max(start));
+    }
+    (oldest, newest)
+}
+
 /// How many of the last messages published are missing: what loss after the last message
-/// that arrived looks like (drop-newest drops the tail; drop-oldest keeps it).
+/// that arrived looks like.
 fn tail_lost(tally: &Tally) -> u64 {
     match tally.missing().last() {
         Some(range) if *range.end() + 1 == tally.sent() => range.end() - range.start() + 1,

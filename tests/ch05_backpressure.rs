@@ -108,16 +108,19 @@ fn bounded_queue_bounds_memory_and_notices_every_loss() -> Result<()> {
     Ok(())
 }
 
-/// Drop-oldest keeps the newest messages (the last ones published arrive); drop-newest keeps
-/// the oldest (the last ones published are the ones dropped).
+/// Drop-oldest keeps the newest messages: the last `capacity` (1000) published all arrive.
+/// Drop-newest keeps the oldest: the first 1000 published all arrive, and most of the last
+/// 1000 were dropped.
 #[test]
 fn drop_oldest_keeps_the_newest_and_drop_newest_the_oldest() -> Result<()> {
     let results = run("queue-drop-oldest,queue-drop-newest", "1")?;
     let oldest = find(&results, "queue-drop-oldest", lab::REDIS_CURRENT)?;
     let newest = find(&results, "queue-drop-newest", lab::REDIS_CURRENT)?;
     assert!(oldest.lost > 0 && newest.lost > 0, "{oldest}\n{newest}");
-    assert_eq!(number(oldest, "tail_lost"), 0.0, "{oldest}");
-    assert!(number(newest, "tail_lost") > 0.0, "{newest}");
+    assert_eq!(number(oldest, "newest_kept"), 1000.0, "{oldest}");
+    assert!(number(oldest, "oldest_kept") < 500.0, "{oldest}");
+    assert_eq!(number(newest, "oldest_kept"), 1000.0, "{newest}");
+    assert!(number(newest, "newest_kept") < 500.0, "{newest}");
     Ok(())
 }
 
