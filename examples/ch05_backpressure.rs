@@ -330,8 +330,11 @@ fn run_child(scenario: Scenario, plan: Plan) -> Result<()> {
         _ => tokio::runtime::Runtime::new()?,
     };
     runtime.block_on(async move {
+        // A child may die on purpose (the memory-capped scenario aborts): its server must
+        // not outlive it, and Drop does not run on an abort.
         let server = RedisServer::builder()
             .config("client-output-buffer-limit", PUBSUB_LIMIT)
+            .die_with_parent()
             .start_or_env()?;
         println!("--- {scenario}: Redis at {}", server.display_url());
         let channel = lab::unique_channel("ch05:backpressure");

@@ -31,6 +31,7 @@ pub struct ServerBuilder {
     binary: String,
     config: Vec<(String, String)>,
     password: Option<String>,
+    die_with_parent: bool,
 }
 
 impl Default for ServerBuilder {
@@ -39,6 +40,7 @@ impl Default for ServerBuilder {
             binary: std::env::var("LAB_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()),
             config: Vec::new(),
             password: None,
+            die_with_parent: false,
         }
     }
 }
@@ -60,6 +62,15 @@ impl ServerBuilder {
     /// Run another program than `redis-server` from PATH (`LAB_REDIS_SERVER` sets the default).
     pub fn binary(mut self, path: &str) -> Self {
         self.binary = path.to_string();
+        self
+    }
+
+    /// Linux: have the kernel SIGKILL the server when the thread that starts it exits
+    /// (`PR_SET_PDEATHSIG`), so that a program that is itself killed or aborts (and so never
+    /// runs `Drop`) leaves no server behind. Only for a server started on a thread that
+    /// outlives it, such as `main`: not from `spawn_blocking`, whose threads come and go.
+    pub fn die_with_parent(mut self) -> Self {
+        self.die_with_parent = true;
         self
     }
 
@@ -319,24 +330,35 @@ impl OwnedServer {
             }
         }
 
-        let child = Command::new(&self.builder.binary)
+        let mut command = Command::new(&self.builder.binary);
+        command
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|error| {
-                if error.kind() == std::io::ErrorKind::NotFound {
-                    anyhow!(
-                        "`{}` was not found on PATH: install it with ci/setup.sh (Debian/Ubuntu: \
+            .stderr(Stdio::null());
+        #[cfg(target_os = "linux")]
+        if self.builder.die_with_parent {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: the closure runs in the forked child before exec; prctl is an
+            // async-signal-safe system call and the closure allocates nothing.
+            unsafe {
+                command.pre_exec(|| {
+                    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+                });
+            }
+        }
+        let child = command.spawn().map_err(|error| {
+            if error.kind() == std::io::ErrorKind::NotFound {
+                anyhow!(
+                    "`{}` was not found on PATH: install it with ci/setup.sh (Debian/Ubuntu: \
                          apt-get install redis-server; macOS: brew install redis), or set \
                          REDIS_URL to a Redis server you run",
-                        self.builder.binary
-                    )
-                } else {
-                    anyhow!("could not start `{}`: {error}", self.builder.binary)
-                }
-            })?;
+                    self.builder.binary
+                )
+            } else {
+                anyhow!("could not start `{}`: {error}", self.builder.binary)
+            }
+        })?;
         self.child = Some(child);
         self.paused = false;
         self.wait_ready()

@@ -249,3 +249,25 @@ fn client_names_match_the_locked_versions() {
         assert!(lock.contains(&entry), "Cargo.lock does not pin {client}");
     }
 }
+
+#[test]
+fn a_server_that_dies_with_its_parent_outlives_no_one() {
+    // Start on a thread that then ends without running Drop (as when a program aborts):
+    // the kernel kills the server with the thread.
+    let port = std::thread::spawn(|| {
+        let server = RedisServer::builder().die_with_parent().start().unwrap();
+        let port = server.port().unwrap();
+        std::mem::forget(server);
+        port
+    })
+    .join()
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server outlived its parent thread"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
