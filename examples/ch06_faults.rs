@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use lab::overflow::Overflow;
 use lab::production::{Config, Event, Rejected, Report};
-use lab::{Publisher, RedisServer, ResultLine, Tally};
+use lab::{Pace, Publisher, RedisServer, ResultLine, Tally};
 use redis::aio::MultiplexedConnection;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -334,11 +334,22 @@ async fn publish_all(
     seqs: std::ops::Range<u64>,
     size: usize,
 ) -> Result<u64> {
+    publish_all_paced(server, channels, seqs, size, Pace::Burst).await
+}
+
+/// Like [`publish_all`], each channel's publisher at `pace`.
+async fn publish_all_paced(
+    server: &RedisServer,
+    channels: &[String],
+    seqs: std::ops::Range<u64>,
+    size: usize,
+    pace: Pace,
+) -> Result<u64> {
     let client = server.client()?;
     let mut tasks = Vec::new();
     for channel in channels {
         let mut con: MultiplexedConnection = client.get_multiplexed_async_connection().await?;
-        let publisher = Publisher::new(channel).payload_size(size);
+        let publisher = Publisher::new(channel).payload_size(size).pace(pace);
         let seqs = seqs.clone();
         tasks.push(tokio::spawn(
             async move { publisher.send(&mut con, seqs).await },
@@ -573,12 +584,15 @@ async fn shutdown_mid_burst(channels: &[String]) -> Result<ResultLine> {
     let mut sub = Subscriber::start(config, n, Misbehave::Slow { every: 10 })?;
     let publishing = {
         let (server_url, channels) = (server.url().to_string(), channels.to_vec());
+        // Fast, but paced: a burst taking about a second (quick) or four (full), so that the
+        // shutdown below lands in the middle of it even on a machine fast enough to read an
+        // unpaced burst completely before the handlers have seen a few thousand messages.
         tokio::spawn(async move {
             let server = RedisServer::external(server_url)?;
-            publish_all(&server, &channels, 0..n, 32).await
+            publish_all_paced(&server, &channels, 0..n, 32, Pace::Rate(25_000.0)).await
         })
     };
-    while sub.received() < n * CHANNELS as u64 / 10 && !publishing.is_finished() {
+    while sub.received() < 2_000 && !publishing.is_finished() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let report = sub.finish()?;
