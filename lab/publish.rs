@@ -25,7 +25,8 @@ pub enum Pace {
     Burst,
     /// One PUBLISH, wait for its reply, then the next.
     RoundTrip,
-    /// About this many messages per second, sent in small pipelined batches every millisecond.
+    /// About this many messages per second, sent in small pipelined batches every millisecond
+    /// (after a stall, in batches of at most [`Publisher::pipeline_len`]).
     Rate(f64),
 }
 
@@ -120,9 +121,13 @@ impl Publisher {
             Pace::Rate(per_second) => {
                 let mut next = seqs.start;
                 while next < seqs.end {
-                    // How many messages should be out by now, at this rate.
+                    // How many messages should be out by now, at this rate. After a stall
+                    // (a loaded machine) catch up in pipelines of at most `pipeline_len`,
+                    // not in one pipeline of everything overdue.
                     let due = (started.elapsed().as_secs_f64() * per_second) as u64;
-                    let batch_end = (seqs.start + due + 1).min(seqs.end);
+                    let batch_end = (seqs.start + due + 1)
+                        .min(next + self.pipeline_len as u64)
+                        .min(seqs.end);
                     if batch_end > next {
                         self.send_batch(con, next..batch_end, &mut report).await?;
                         next = batch_end;
