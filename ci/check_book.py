@@ -15,7 +15,8 @@ Includes and code
 - every page under src/ is listed in SUMMARY.md (fragments under src/*/ are included instead);
 - every test a page names as `tests/FILE.rs::name` (or `examples/...::name`) exists, and
   every `cargo run/test --example NAME` or `--test NAME` a page tells the reader to type
-  names an example or test file that exists.
+  names an example or test file that exists, and a `cargo test --example NAME` whose file
+  has #[ignore]d tests says `-- --include-ignored` (without it, it passes testing nothing).
 
 Workshop kit (every chapter src/chNN-*.md)
 - starts with a duration line under its title: `> **Duration:** N minutes (...)`;
@@ -190,6 +191,13 @@ for page, text in texts.items():
         if not exists:
             where = "examples/" if kind == "example" else "tests/"
             problem(page.relative_to(ROOT), f"line {line_of(text, match.start())}: `--{kind} {name}`, but there is no {where}{name}")
+            continue
+        # `cargo test --example NAME` runs no #[ignore]d test: it passes while testing nothing.
+        command = text[match.start():].split("\n", 1)[0].split("`", 1)[0]
+        if kind == "example" and command.startswith("cargo test") and "--include-ignored" not in command:
+            ignored = [f for f in examples[name] if re.search(r"#\[ignore\b", f.read_text())]
+            if ignored:
+                problem(page.relative_to(ROOT), f"line {line_of(text, match.start())}: `{command.strip()}` skips the #[ignore]d tests of {ignored[0].relative_to(ROOT)}, so it passes while testing nothing: add `-- --include-ignored`")
 
 # --- Exercises: a starter with todo!() and a tested solution beside it.
 for name in sorted(examples):

@@ -28,6 +28,7 @@ GOOD = {
         > **Duration:** 15 minutes, including the install.
 
         Text. Then `cargo run --example ch01_topic` and `cargo test --test ch01_topic`.
+        The exercise's tests: `cargo test --example ch01_solution`.
         """,
     "src/ch01-topic.md": """\
         # A chapter
@@ -157,6 +158,8 @@ BROKEN = [
      "`--example ch01_nope`, but there is no examples/ch01_nope"),
     ("command names a missing test", "src/running-the-lab.md", "Text.", "`cargo test --test nope`",
      "there is no tests/nope"),
+    ("ignored tests run without --include-ignored", "examples/ch01_solution.rs", "#[test]\n    fn task_is_one",
+     "#[test]\n    #[ignore = \"needs a server\"]\n    fn task_is_one", "passes while testing nothing"),
     ("claim checked by a helper", "src/claims/ch01.md", "::it_works`", "::helper`", "fn helper is not a #[test]"),
     ("claims row without test", "src/claims/ch01.md", "`tests/ch01_topic.rs::it_works`", "see chapter 1", "names no test"),
     ("chapter without claims", "src/claims/ch01.md", None, "", "no claims: add rows"),
@@ -216,6 +219,17 @@ with tempfile.TemporaryDirectory() as tmp:
     run = subprocess.run([sys.executable, str(CHECKER), "--root", str(root), "--fix-schedule"], capture_output=True, text=True)
     if run.returncode != 0 or guide.read_text() != textwrap.dedent(GOOD[GUIDE]):
         failures.append(f"--fix-schedule did not restore the schedule (exit {run.returncode}):\n{run.stdout}{guide.read_text()}")
+
+    # ... and the same #[ignore]d tests, run with `-- --include-ignored`, are fine.
+    root = pathlib.Path(tmp) / "include-ignored"
+    write(root, GOOD)
+    solution = root / "examples/ch01_solution.rs"
+    solution.write_text(solution.read_text().replace("#[test]\n", "#[test]\n    #[ignore = \"needs a server\"]\n", 1))
+    lab_page = root / "src/running-the-lab.md"
+    lab_page.write_text(lab_page.read_text().replace("--example ch01_solution`", "--example ch01_solution -- --include-ignored`"))
+    code, out = check(root)
+    if code != 0:
+        failures.append(f"#[ignore]d tests run with --include-ignored are reported:\n{out}")
 
 if failures:
     print(f"test_check_book: {len(failures)} failure(s):")
