@@ -23,7 +23,7 @@
     // 'load', when mermaid (which starts on 'load' too) may not have drawn every diagram yet,
     // and an undrawn diagram prints as its source. Make print wait until each diagram is an
     // <svg> (mermaid draws a "Syntax error" one for a broken diagram), for 10s at most.
-    // ci/browser/browser-test.mjs checks that print.html prints with every diagram drawn.
+    // ci/browser_test.py checks that print.html prints with every diagram drawn.
     const print = window.print.bind(window);
     window.print = () => {
         const deadline = Date.now() + 10000;

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the book, its examples and its tests need; skips what is already there.
-#   redis-server (Debian/Ubuntu package), mdBook 0.5.4 and mdbook-mermaid 0.17.1 (pinned).
+#   redis-server 7.0 or newer with redis-cli and redis-benchmark (Debian packages
+#   redis-server and redis-tools), mdBook 0.5.4 and mdbook-mermaid 0.17.1 (pinned).
 # Safe to run again: it only installs what is missing or at another version.
-# Set LAB_BROWSER=1 to also install Chromium, ChromeDriver and playwright-core (pinned by
-# ci/browser/package-lock.json) for the browser test; ci/test.sh sets it.
+# Set LAB_BROWSER=1 to also install Debian's chromium, chromium-driver and python3-selenium
+# for the browser test (ci/browser_test.py); ci/test.sh sets it. On Ubuntu, whose Chromium is
+# only a snap, it installs nothing for it and says that the browser test will be SKIPPED.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +19,10 @@ if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUD
 apt_updated=""
 apt_install() {
   if [ "$(uname -s)" = "Darwin" ]; then
-    die "on macOS, install it with Homebrew: brew install ${*/redis-server/redis}, then run ci/setup.sh again"
+    local formula="$*"
+    formula=${formula/redis-server/redis}
+    formula=${formula/redis-tools/redis}
+    die "on macOS, install it with Homebrew: brew install $formula, then run ci/setup.sh again"
   fi
   command -v apt-get >/dev/null || die "no apt-get here: install $* with your package manager"
   [ "$SUDO" != none ] || die "installing $* needs root or sudo"
@@ -34,14 +39,26 @@ apt_install() {
 command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs), 1.88 or newer"
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
-# --- redis-server and redis-cli.
-if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
-  say "redis-server present: $(redis-server --version | cut -d' ' -f3)"
+# --- redis-server 7.0+ (sharded Pub/Sub, chapter 9), redis-cli and redis-benchmark.
+if command -v redis-server >/dev/null; then
+  say "redis-server present"
 else
   apt_install redis-server
   # The Debian package may start a system-wide server on 6379; the lab never uses it
   # (every test starts its own on a free port), so leave it as the package set it up.
 fi
+redis_version=$(redis-server --version | sed -n 's/.* v=\([0-9][0-9.]*\).*/\1/p')
+[ -n "$redis_version" ] || die "cannot tell the version of $(command -v redis-server): $(redis-server --version)"
+if [ "${redis_version%%.*}" -lt 7 ]; then
+  die "redis-server $redis_version at $(command -v redis-server) is older than 7.0, which the book needs (SSUBSCRIBE/SPUBLISH, chapter 9; Ubuntu 22.04 packages 6.0): install Redis 7 or newer (Debian 12, Ubuntu 24.04, or https://redis.io/docs/latest/operate/oss_and_stack/install/) and run ci/setup.sh again"
+fi
+say "redis-server $redis_version"
+# redis-cli and redis-benchmark come with redis-server on Debian and Ubuntu (package
+# redis-tools); a redis-server installed some other way may lack them.
+if ! command -v redis-cli >/dev/null || ! command -v redis-benchmark >/dev/null; then
+  apt_install redis-tools
+fi
+say "redis-cli and redis-benchmark present"
 
 # --- mdBook and its plugin, pinned.
 cargo_install() { # crate version binary
@@ -55,30 +72,21 @@ cargo_install() { # crate version binary
 cargo_install mdbook "$MDBOOK_VERSION" mdbook
 cargo_install mdbook-mermaid "$MDBOOK_MERMAID_VERSION" mdbook-mermaid
 
-# --- Optional: a browser for the browser test of the built book (ci/browser_test.sh).
-# Debian's Chromium (and ChromeDriver, for whoever prefers Selenium), driven by
-# playwright-core at the version pinned in ci/browser/package-lock.json. Playwright never
-# downloads a browser of its own here: it starts /usr/bin/chromium.
+# --- Optional: a browser for the browser test of the built book (ci/browser_test.py).
+# Debian's own packages only: chromium, chromium-driver and python3-selenium (which lives in
+# /usr/bin/python3, the interpreter the test runs with). Nothing comes from npm or pip.
 if [ "${LAB_BROWSER:-0}" = 1 ]; then
+  os_id=$(. /etc/os-release 2>/dev/null && echo "${ID:-}")
   if [ "$(uname -s)" = "Darwin" ]; then
-    say "macOS: the browser test needs Chromium (brew install --cask chromium) and CHROMIUM=/path/to/its/binary"
-  elif command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
-    say "chromium present: $(chromium --version 2>/dev/null | cut -d' ' -f2)"
+    say "macOS: the browser test needs Chromium, ChromeDriver and selenium for python3; point CHROMIUM and CHROMEDRIVER at them"
+  elif [ -n "${CHROMIUM:-}" ]; then
+    say "browser test: CHROMIUM=$CHROMIUM given, installing nothing for it"
+  elif [ "$os_id" = ubuntu ]; then
+    say "Ubuntu packages Chromium only as a snap (apt's chromium-browser installs the snap), which the browser test does not drive: it will be SKIPPED (set CHROMIUM and CHROMEDRIVER to a Chromium that is not a snap to run it)"
+  elif [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && /usr/bin/python3 -c 'import selenium' 2>/dev/null; then
+    say "chromium $(/usr/bin/chromium --version 2>/dev/null | cut -d' ' -f2), chromedriver and python3-selenium present"
   else
-    apt_install chromium chromium-driver
-  fi
-  command -v node >/dev/null && command -v npm >/dev/null ||
-    die "the browser test needs Node.js 20+ and npm (https://nodejs.org, or your package manager)"
-  node_major=$(node -p 'process.versions.node.split(".")[0]')
-  [ "$node_major" -ge 20 ] || die "the browser test needs Node.js 20 or newer; this is $(node --version)"
-  wanted=$(node -p 'require("./ci/browser/package-lock.json").packages["node_modules/playwright-core"].version')
-  have=$(node -p 'try { require("./ci/browser/node_modules/playwright-core/package.json").version } catch (e) { "none" }')
-  if [ "$have" = "$wanted" ]; then
-    say "playwright-core $have present"
-  else
-    say "npm ci: playwright-core $wanted (ci/browser/package-lock.json)"
-    # playwright-core has no install script and downloads no browser.
-    npm ci --prefix ci/browser --no-audit --no-fund --loglevel=error >/dev/null
+    apt_install chromium chromium-driver python3-selenium
   fi
 fi
 
