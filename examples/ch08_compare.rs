@@ -6,7 +6,10 @@
 //!   `used_memory_dataset`)?
 //! - fan-out: two consumers (two subscribers, two consumer groups, two BLMOVE workers): how
 //!   many copies of each message are delivered?
-//! - throughput: one producer, one consumer running, N messages end to end.
+//! - throughput: one producer, one consumer running, N messages end to end. Both consumers
+//!   that read by command read in batches of up to `BATCH`: XREADGROUP COUNT, and BLMOVE plus
+//!   LMOVEs in one pipeline. Pub/Sub is pushed: its figure is how fast redis-rs drains the
+//!   socket into its unbounded client-side buffer and the consumer counts what comes out.
 //!
 //! cargo run --release --example ch08_compare
 
@@ -25,6 +28,8 @@ const PAYLOAD: usize = 64;
 const QUIET: Duration = Duration::from_millis(300);
 /// How long a consumer started before the producer waits for the first message.
 const FIRST_WAIT: Duration = Duration::from_secs(5);
+/// Messages a consumer takes per read: XREADGROUP COUNT, and the list consumer's pipeline.
+const BATCH: usize = 1000;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Transport {
@@ -51,6 +56,8 @@ struct Row {
     retained_bytes: i64,
     fanout_copies: u64,
     msg_per_s: f64,
+    /// Read round trips of the throughput consumer (0 for Pub/Sub: the server pushes).
+    reads: u64,
 }
 
 #[tokio::main]
@@ -87,6 +94,7 @@ async fn main() -> Result<()> {
         )
         .with("fanout_copies", row.fanout_copies)
         .with("msg_per_s", format!("{:.0}", row.msg_per_s))
+        .with("reads", row.reads)
         .with("waiting_kb", row.waiting_bytes / 1024)
         .with("retained_kb", row.retained_bytes / 1024)
         .print();
@@ -108,7 +116,7 @@ async fn measure(client: &redis::Client, transport: Transport, n: u64) -> Result
     send(&mut con, transport, &key, 0..n).await?;
     let waiting = used_memory(&mut con).await? - before;
     // Nothing more will come: a short first wait is enough.
-    let late = consume(client, transport, &key, "g1", n, QUIET).await?;
+    let (late, _) = consume(client, transport, &key, "g1", n, QUIET).await?;
     let retained = used_memory(&mut con).await? - before;
     let _: () = con.del(&key).await?;
 
@@ -134,7 +142,7 @@ async fn measure(client: &redis::Client, transport: Transport, n: u64) -> Result
     send(&mut con, transport, &key, 0..fanout).await?;
     let mut copies = 0;
     for consumer in consumers {
-        copies += consumer.await??.received();
+        copies += consumer.await??.0.received();
     }
     let _: () = con.del(&key).await?;
 
@@ -150,7 +158,7 @@ async fn measure(client: &redis::Client, transport: Transport, n: u64) -> Result
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
     send(&mut con, transport, &key, 0..n).await?;
-    let tally = consumer.await??;
+    let (tally, reads) = consumer.await??;
     // The consumer stops QUIET after the last message when some are missing.
     let elapsed = started.elapsed();
     let _: () = con.del(&key).await?;
@@ -162,6 +170,7 @@ async fn measure(client: &redis::Client, transport: Transport, n: u64) -> Result
         retained_bytes: retained,
         fanout_copies: copies,
         msg_per_s: tally.received() as f64 / elapsed.as_secs_f64(),
+        reads,
     })
 }
 
@@ -198,7 +207,7 @@ async fn send(
 // ANCHOR_END: send
 
 /// Receive up to `n` messages as one consumer: wait up to `first_wait` for the first, then
-/// stop when `QUIET` passes without any.
+/// stop when `QUIET` passes without any. Returns the tally and the number of read round trips.
 async fn consume(
     client: &redis::Client,
     transport: Transport,
@@ -206,8 +215,9 @@ async fn consume(
     group: &str,
     n: u64,
     first_wait: Duration,
-) -> Result<Tally> {
+) -> Result<(Tally, u64)> {
     let mut tally = Tally::new(n);
+    let mut reads = 0;
     let patience = |tally: &Tally| {
         if tally.received() == 0 {
             first_wait
@@ -231,12 +241,13 @@ async fn consume(
             let mut con = client.get_multiplexed_async_connection().await?;
             let options = StreamReadOptions::default()
                 .group(group, "c1")
-                .count(1000)
+                .count(BATCH)
                 .block(100);
             let mut last = Instant::now();
             while tally.received() < n && last.elapsed() < patience(&tally) {
                 let reply: Option<StreamReadReply> =
                     con.xread_options(&[key], &[">"], &options).await?;
+                reads += 1;
                 let mut ids = Vec::new();
                 for message in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
                     let payload: Vec<u8> = message.get("payload").context("no payload")?;
@@ -251,25 +262,40 @@ async fn consume(
         }
         Transport::List => {
             // ANCHOR: blmove
-            // The reliable-queue pattern: move each message to a processing list, do the
-            // work, then remove it. A consumer that dies between the two leaves the message
-            // in `processing`, where a janitor can find it.
+            // The reliable-queue pattern, in batches like XREADGROUP COUNT: BLMOVE waits for
+            // a first message and moves it to a processing list, and the LMOVEs behind it in
+            // the same pipeline move up to BATCH - 1 more without waiting. After the work, one
+            // pipeline of LREMs removes them. A consumer that dies in between leaves them in
+            // `processing`, where a janitor can find them. (BLMPOP ... COUNT would take a batch
+            // in one command, but it pops: a consumer that dies holding the batch loses it.)
             let mut con = client.get_multiplexed_async_connection().await?;
             let processing = format!("{key}:processing:{group}");
             let mut last = Instant::now();
             while tally.received() < n && last.elapsed() < patience(&tally) {
-                let moved: Option<Vec<u8>> = con
-                    .blmove(key, &processing, Direction::Right, Direction::Left, 0.1)
-                    .await?;
-                let Some(payload) = moved else { continue };
-                tally.record(lab::seq_of(&payload)?);
-                let _: usize = con.lrem(&processing, 1, payload).await?;
+                let mut take = redis::pipe();
+                take.blmove(key, &processing, Direction::Right, Direction::Left, 0.1);
+                for _ in 1..BATCH {
+                    take.lmove(key, &processing, Direction::Right, Direction::Left);
+                }
+                let moved: Vec<Option<Vec<u8>>> = take.query_async(&mut con).await?;
+                reads += 1;
+                let batch: Vec<Vec<u8>> = moved.into_iter().flatten().collect();
+                if batch.is_empty() {
+                    continue;
+                }
+                let mut done = redis::pipe();
+                for payload in &batch {
+                    tally.record(lab::seq_of(payload)?);
+                    // From the tail, where the oldest of the batch is: each LREM stops at once.
+                    done.lrem(&processing, -1, payload).ignore();
+                }
+                done.exec_async(&mut con).await?;
                 last = Instant::now();
             }
             // ANCHOR_END: blmove
         }
     }
-    Ok(tally)
+    Ok((tally, reads))
 }
 
 /// `used_memory_dataset` from INFO memory, in bytes: `used_memory` minus the server's
@@ -328,6 +354,13 @@ fn print_table(rows: &[Row], n: u64) {
     line("throughput, 1 producer + 1 consumer (msg/s)", &|r: &Row| {
         format!("{:.0}", r.msg_per_s)
     });
+    line(
+        "read round trips of that consumer",
+        &|r: &Row| match r.transport {
+            Transport::PubSub => "none (pushed)".to_string(),
+            _ => r.reads.to_string(),
+        },
+    );
     line(
         &format!("server memory while {n} wait (INFO used_memory_dataset delta)"),
         &|r: &Row| format_bytes(r.waiting_bytes, n),
