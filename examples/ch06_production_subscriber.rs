@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
@@ -52,7 +52,7 @@ struct Args {
     /// The publisher numbers its messages (`<seq>#...`): count lost messages exactly.
     #[arg(long)]
     numbered: bool,
-    /// Simulated work per message, in microseconds.
+    /// Simulated work per message: this many microseconds of CPU, on a blocking thread.
     #[arg(long, default_value_t = 0)]
     work_us: u64,
     /// Print the counters this often, in seconds (0: only at the end).
@@ -80,6 +80,10 @@ struct Args {
     /// Small demo (also LAB_QUICK=1).
     #[arg(long)]
     quick: bool,
+    /// Measure how many bytes one queued message of this payload size holds, print it, exit
+    /// (chapter 6's memory bound uses it).
+    #[arg(long, hide = true)]
+    measure_queued_bytes: Option<usize>,
 }
 // ANCHOR_END: args
 
@@ -91,6 +95,11 @@ enum Runtime {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(payload) = args.measure_queued_bytes {
+        let bytes = lab::mem::measure_queued_msg_bytes(payload).context("no /proc here")?;
+        println!("queued_bytes_per_msg={bytes:.0} payload={payload}");
+        return Ok(());
+    }
     let runtime = match args.runtime {
         Runtime::CurrentThread => tokio::runtime::Builder::new_current_thread(),
         Runtime::MultiThread => tokio::runtime::Builder::new_multi_thread(),
@@ -153,17 +162,32 @@ async fn shutdown_signal() {
 // ANCHOR_END: shutdown_signal
 
 // ANCHOR: handler
-/// The handler: the payload must be UTF-8 (and numbered, with `--numbered`); the "work" is a
-/// sleep of `work_us`. Bad input is rejected and counted, never unwrapped.
+/// The handler: the payload must be UTF-8 (and numbered, with `--numbered`); then `work_us`
+/// of work. Bad input is rejected and counted, never unwrapped.
 async fn handle(msg: redis::Msg, numbered: bool, work_us: u64) -> Result<(), Rejected> {
     let text = std::str::from_utf8(msg.get_payload_bytes()).map_err(|_| Rejected::BadPayload)?;
     if numbered {
         lab::seq_of(text.as_bytes()).map_err(|_| Rejected::BadPayload)?;
     }
-    if work_us > 0 {
-        tokio::time::sleep(Duration::from_micros(work_us)).await;
-    }
+    work(work_us).await;
     Ok(())
+}
+
+/// Simulated work: `work_us` microseconds of CPU. It runs on a blocking thread, as real CPU
+/// work in a handler should: a busy loop on the runtime's own thread would stall everything
+/// else on it (chapter 5's blocking handler). A `sleep` would not do either: the timer wheel
+/// rounds it up to a whole millisecond.
+async fn work(work_us: u64) {
+    if work_us == 0 {
+        return;
+    }
+    let busy = move || {
+        let until = Instant::now() + Duration::from_micros(work_us);
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+    };
+    let _ = tokio::task::spawn_blocking(busy).await;
 }
 // ANCHOR_END: handler
 
@@ -205,6 +229,7 @@ async fn serve(args: Args, url: String) -> Result<()> {
     );
     let (numbered, work_us) = (args.numbered, args.work_us);
     let running = lab::production::start(config, move |msg| handle(msg, numbered, work_us)).await?;
+    let rss_idle_mb = lab::mem::rss_mb().unwrap_or(0.0);
     // Counters every few seconds until Ctrl-C or SIGTERM.
     with_reports(
         args.report_every,
@@ -214,9 +239,17 @@ async fn serve(args: Args, url: String) -> Result<()> {
     .await;
     let report = running.shutdown().await?;
     println!("final: {report}");
+    print_memory(rss_idle_mb);
     Ok(())
 }
 // ANCHOR_END: serve
+
+/// Peak memory next to memory once subscribed: what a burst cost (chapter 6's burst tests
+/// read this line).
+fn print_memory(rss_idle_mb: f64) {
+    let peak = lab::mem::peak_rss_mb().unwrap_or(0.0);
+    println!("memory: rss_idle_mb={rss_idle_mb:.1} rss_peak_mb={peak:.1}");
+}
 
 /// Demo mode: a throwaway server, numbered messages and a few bad ones, a RESULT line.
 async fn demo(args: Args) -> Result<()> {
@@ -252,9 +285,7 @@ async fn demo(args: Args) -> Result<()> {
             if let Some(&i) = index.get(msg.get_channel_name()) {
                 seen.lock().unwrap_or_else(PoisonError::into_inner)[i].record(seq);
             }
-            if work_us > 0 {
-                tokio::time::sleep(Duration::from_micros(work_us)).await;
-            }
+            work(work_us).await;
             Ok(())
         }
     };

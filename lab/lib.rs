@@ -14,10 +14,13 @@
 //!   passwords, without ever printing a password;
 //! - [`gaps`]: a `Stream` adapter that notices sequence gaps (built in chapter 3);
 //! - [`mem`]: the process's resident memory, for the backpressure chapter;
+//! - [`push`]: a RESP3 push sender that feeds a bounded queue (chapter 5);
 //! - [`overflow`]: a bounded queue with an explicit overflow policy (chapter 5);
 //! - [`example`]: run an example program from a test and read its RESULT lines.
 //!
-//! Nothing here subscribes: how to consume Pub/Sub is the subject of the book, so it lives in
+//! Three modules are chapter code that several programs share, and the chapters show them
+//! by name: [`overflow`] and [`push`] (the bounded reader, chapter 5), and [`production`]
+//! (the recommended subscriber, chapter 6). Everything else that consumes Pub/Sub lives in
 //! `examples/`.
 
 pub mod cluster;
@@ -29,6 +32,7 @@ pub mod message;
 pub mod overflow;
 pub mod production;
 pub mod publish;
+pub mod push;
 pub mod redact;
 pub mod report;
 pub mod server;

@@ -1,20 +1,24 @@
 //! A production Pub/Sub subscriber: every practice of chapters 3-5 in one place (chapter 6).
 //!
 //! ```text
-//!  Redis ──TCP──▶ redis-rs task ──▶ PubSubStream ──▶ reader task ──hash(channel)──▶ queue 0 ──▶ worker 0
-//!                                        ▲               │ gaps, counters       └──▶ queue 1 ──▶ worker 1
-//!                              sink: (p)subscribe, PING  │ reconnect + resubscribe         (handler, timeout)
+//!                  redis-rs read loop (RESP3)
+//!  Redis ──TCP──▶  decode ─▶ push sender: accept ──hash(channel)──▶ queue 0 ──▶ worker 0
+//!                              (size, gaps, counters)          └──▶ queue 1 ──▶ worker 1
+//!  supervisor: (p)subscribe, PING, reconnect + resubscribe          (handler, timeout)
 //! ```
 //!
-//! - **One long-lived stream**, read by one reader task that never waits for a handler: it
-//!   checks each message (size, sequence number), and pushes it into the bounded queue of the
-//!   worker that owns its channel ([`crate::overflow`], the policy of chapter 5).
+//! - **Bounded by construction**: the connection speaks RESP3, and redis-rs hands every
+//!   message to our push sender synchronously, in its own read loop, before it decodes the
+//!   next one. The push sender checks it (size, sequence number) and pushes it into the
+//!   bounded queue of the worker that owns its channel ([`crate::overflow`], the policy of
+//!   chapter 5). No unbounded buffer stands in front of the queues, so a burst cannot grow
+//!   memory, on any runtime.
 //! - **Parallel across channels, in order within one**: a channel always hashes to the same
 //!   worker, and a worker handles its messages one after the other.
 //! - **A timeout per message**: a handler that hangs is counted and abandoned; a handler that
 //!   panics is counted, and its worker lives on.
-//! - **Reconnection**: when the stream ends, a PING goes unanswered or a subscribe fails, the
-//!   reader reconnects with exponential backoff and jitter, subscribes every channel and
+//! - **Reconnection**: when the connection ends, a PING goes unanswered or a subscribe fails,
+//!   the supervisor reconnects with exponential backoff and jitter, subscribes every channel and
 //!   pattern again, and reports the gap: exactly, from per-channel sequence numbers, when the
 //!   publisher numbers its messages ([`Config::numbered`]), or as an "unknown gap" otherwise.
 //! - **Clean shutdown**: stop reading, unsubscribe, hand what already arrived to the workers,
@@ -45,19 +49,20 @@ use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
-use futures::{FutureExt, StreamExt};
-use redis::Msg;
-use redis::aio::{PubSubSink, PubSubStream};
-use tokio::sync::{oneshot, watch};
+use futures::FutureExt;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Msg};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::overflow::{Overflow, Pushed, QueueReceiver, QueueSender, bounded};
+use crate::push::{self, ConnectionWatch, Lost};
 use crate::redact::redact_url;
 
 // ANCHOR: config
@@ -466,8 +471,9 @@ where
 // ANCHOR_END: run
 
 // ANCHOR: start
-/// Connect, subscribe, and start the reader and the workers. Returns once the subscriptions
-/// are confirmed, so that nothing published after this returns can pass the subscriber by.
+/// Connect, subscribe, and start the supervisor and the workers. Returns once the
+/// subscriptions are confirmed, so that nothing published after this returns can pass the
+/// subscriber by.
 pub async fn start<H, Fut>(config: Config, handler: H) -> Result<Running>
 where
     H: FnMut(Msg) -> Fut + Clone + Send + 'static,
@@ -479,25 +485,7 @@ where
     if config.workers == 0 || config.queue_capacity == 0 {
         bail!("workers and queue capacity must be at least 1");
     }
-    let client = redis::Client::open(config.url.as_str()).map_err(|error| {
-        anyhow!(
-            "not a valid Redis URL: {} ({error})",
-            redact_url(&config.url)
-        )
-    })?;
-    // The first connection: fail fast with a clear reason, unless asked to wait for Redis.
-    let first = if config.retry_at_start {
-        // Nobody can ask us to stop yet: keep the sender alive so the wait never ends early.
-        let (_never, mut not_stopped) = watch::channel(false);
-        connect_with_backoff(&client, &config, &mut not_stopped)
-            .await?
-            .ok_or_else(|| anyhow!("stopped before the first connection"))?
-    } else {
-        connect(&client, &config)
-            .await
-            .map_err(|error| error.describe(&config.url))?
-    };
-
+    let client = resp3_client(&config.url)?;
     let shared = Arc::new(Shared {
         reader: ReaderCounters::default(),
         workers: (0..config.workers)
@@ -506,20 +494,38 @@ where
         abandoned: Counter::default(),
         subscribed: AtomicBool::new(true),
     });
-    let mut senders = Vec::new();
-    let mut workers = Vec::new();
-    for index in 0..config.workers {
-        let (sender, receiver) = bounded(config.queue_capacity, config.overflow);
-        senders.push(sender);
-        workers.push(tokio::spawn(worker(
-            receiver,
-            handler.clone(),
-            config.handler_timeout,
-            Arc::clone(&shared),
-            index,
-        )));
-    }
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..config.workers)
+        .map(|_| bounded(config.queue_capacity, config.overflow))
+        .unzip();
     let queues: Queues = Arc::new(senders);
+    let intake = Arc::new(Mutex::new(Intake::new(&config, &queues, &shared)));
+
+    // The first connection: fail fast with a clear reason, unless asked to wait for Redis.
+    let first = if config.retry_at_start {
+        // Nobody can ask us to stop yet: keep the sender alive so the wait never ends early.
+        let (_never, mut not_stopped) = watch::channel(false);
+        connect_with_backoff(&client, &config, &intake, &mut not_stopped)
+            .await?
+            .ok_or_else(|| anyhow!("stopped before the first connection"))?
+    } else {
+        connect(&client, &config, &intake)
+            .await
+            .map_err(|error| error.describe(&config.url))?
+    };
+
+    let workers = receivers
+        .into_iter()
+        .enumerate()
+        .map(|(index, receiver)| {
+            tokio::spawn(worker(
+                receiver,
+                handler.clone(),
+                config.handler_timeout,
+                Arc::clone(&shared),
+                index,
+            ))
+        })
+        .collect();
     config.event(Event::Subscribed {
         reconnects: 0,
         channels: config.channels.len(),
@@ -527,18 +533,15 @@ where
     });
     // `true` asks for shutdown; dropping the sender (the `Running` handle) does too.
     let (stop, stop_rx) = watch::channel(false);
-    let mut reader = Reader {
-        channels: Channels::new(queues.len(), config.first_seq),
+    let supervisor = Supervisor {
         config,
         client,
         queues: Arc::clone(&queues),
         shared: Arc::clone(&shared),
+        intake,
         lost_connection_at: None,
     };
-    for channel in &reader.config.channels {
-        reader.channels.state(channel);
-    }
-    let supervisor = tokio::spawn(reader.run(first, stop_rx, workers));
+    let supervisor = tokio::spawn(supervisor.run(first, stop_rx, workers));
     Ok(Running {
         shared,
         queues,
@@ -548,8 +551,21 @@ where
 }
 // ANCHOR_END: start
 
-/// A live, subscribed connection: the sink sends commands, the stream yields messages.
-type Connection = (PubSubSink, PubSubStream);
+/// A client for `url` that speaks RESP3, whatever the URL says: messages then arrive as
+/// pushes, which redis-rs hands to our push sender as it decodes them.
+fn resp3_client(url: &str) -> Result<redis::Client> {
+    let client = redis::Client::open(url)
+        .map_err(|error| anyhow!("not a valid Redis URL: {} ({error})", redact_url(url)))?;
+    crate::push::resp3(&client).map_err(|error| crate::connect::describe(&error, url))
+}
+
+/// A live, subscribed connection.
+struct Connection {
+    /// Sends commands: SUBSCRIBE, PING, UNSUBSCRIBE. Dropping the last clone closes it.
+    con: MultiplexedConnection,
+    /// Says when the push sender gave the connection up, and why.
+    watch: ConnectionWatch,
+}
 
 /// Why connecting failed: Redis said no, or it did not answer in time.
 enum ConnectError {
@@ -571,24 +587,44 @@ impl ConnectError {
 }
 
 // ANCHOR: connect
-/// One attempt: a new Pub/Sub connection, every channel and pattern subscribed again.
-async fn connect(client: &redis::Client, config: &Config) -> Result<Connection, ConnectError> {
+/// One attempt: a new RESP3 connection whose push sender feeds the workers' queues, every
+/// channel and pattern subscribed again.
+async fn connect(
+    client: &redis::Client,
+    config: &Config,
+    intake: &Arc<Mutex<Intake>>,
+) -> Result<Connection, ConnectError> {
+    let intake = Arc::clone(intake);
+    let (pushes, watch) = push::to_queue(move |msg| lock(&intake).accept(msg));
+    // No response timeout of the library's own: each command below has its own limit.
+    let connection_config = AsyncConnectionConfig::new()
+        .set_push_sender(pushes)
+        .set_connection_timeout(Some(config.connect_timeout))
+        .set_response_timeout(None);
     let attempt = async {
-        let (mut sink, stream) = client.get_async_pubsub().await?.split();
+        let mut con = client
+            .get_multiplexed_async_connection_with_config(&connection_config)
+            .await?;
         // `subscribe` returns once Redis confirmed every channel: from then on nothing
         // published can pass us by.
         if !config.channels.is_empty() {
-            sink.subscribe(&config.channels).await?;
+            con.subscribe(&config.channels).await?;
         }
         if !config.patterns.is_empty() {
-            sink.psubscribe(&config.patterns).await?;
+            con.psubscribe(&config.patterns).await?;
         }
-        Ok((sink, stream))
+        Ok(con)
     };
     match tokio::time::timeout(config.connect_timeout, attempt).await {
-        Ok(Ok(connection)) => Ok(connection),
-        Ok(Err(error)) => Err(ConnectError::Redis(error)),
-        Err(_elapsed) => Err(ConnectError::Timeout(config.connect_timeout)),
+        Ok(Ok(con)) => Ok(Connection { con, watch }),
+        Ok(Err(error)) => {
+            watch.close();
+            Err(ConnectError::Redis(error))
+        }
+        Err(_elapsed) => {
+            watch.close();
+            Err(ConnectError::Timeout(config.connect_timeout))
+        }
     }
 }
 
@@ -597,11 +633,12 @@ async fn connect(client: &redis::Client, config: &Config) -> Result<Connection, 
 async fn connect_with_backoff(
     client: &redis::Client,
     config: &Config,
+    intake: &Arc<Mutex<Intake>>,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Option<Connection>> {
     let mut failed = 0u32;
     loop {
-        match connect(client, config).await {
+        match connect(client, config, intake).await {
             Ok(connection) => return Ok(Some(connection)),
             Err(error) => {
                 let error = error.describe(&config.url);
@@ -626,6 +663,12 @@ async fn connect_with_backoff(
     }
 }
 // ANCHOR_END: connect
+
+/// The intake is only ever locked by one read loop at a time, for a few instructions; a
+/// panic while it was held cannot leave it inconsistent, so carry on.
+fn lock(intake: &Mutex<Intake>) -> MutexGuard<'_, Intake> {
+    intake.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// What the reader knows about one channel.
 struct ChannelState {
@@ -687,33 +730,94 @@ impl Channels {
     }
 }
 
-/// How reading one connection ended.
+/// The reading side that runs inside the connection's read loop: checks each message and
+/// routes it to its channel's worker. It outlives connections, so sequence numbers are
+/// checked across a reconnect.
+struct Intake {
+    config: Config,
+    queues: Queues,
+    shared: Arc<Shared>,
+    channels: Channels,
+}
+
+impl Intake {
+    fn new(config: &Config, queues: &Queues, shared: &Arc<Shared>) -> Self {
+        let mut channels = Channels::new(queues.len(), config.first_seq);
+        for channel in &config.channels {
+            channels.state(channel);
+        }
+        Self {
+            config: config.clone(),
+            queues: Arc::clone(queues),
+            shared: Arc::clone(shared),
+            channels,
+        }
+    }
+
+    // ANCHOR: accept
+    /// Check one message and hand it to its channel's worker. Never waits. Returns false when
+    /// the queue overflowed under the `disconnect` policy.
+    fn accept(&mut self, msg: Msg) -> bool {
+        let counters = &self.shared.reader;
+        counters.received.add(1);
+        let payload = msg.get_payload_bytes();
+        if payload.len() > self.config.max_payload {
+            counters.oversized.add(1);
+            return true;
+        }
+        let channel = msg.get_channel_name();
+        let state = self.channels.state(channel);
+        if self.config.numbered
+            && let Ok(seq) = crate::seq_of(payload)
+        {
+            if let Some(expected) = state.next_seq
+                && seq > expected
+            {
+                counters.gaps.add(1);
+                counters.missing.add(seq - expected);
+                self.config.event(Event::Gap {
+                    channel: channel.to_string(),
+                    first: expected,
+                    last: seq - 1,
+                });
+            }
+            // A lower number than expected (a restarted publisher) starts the count again.
+            state.next_seq = Some(seq + 1);
+        }
+        // The queue counts what it drops; only `disconnect` needs an answer from us.
+        let worker = state.worker;
+        !matches!(
+            self.queues[worker].push(msg),
+            Pushed::Overflowed(_) | Pushed::Closed(_)
+        )
+    }
+    // ANCHOR_END: accept
+}
+
+/// How one connection ended.
 enum Ended {
     /// Shutdown was asked for; the connection is still up.
     Shutdown(Connection),
-    /// The stream ended: Redis closed the connection, or it broke.
-    Closed,
+    /// The connection was lost, or overflowed.
+    Lost(Lost),
     /// A PING went unanswered.
     Unresponsive,
-    /// A queue is full and the policy is `disconnect`.
-    Overflow,
 }
 
-/// Messages taken from the stream without going back through `select!` (see `read`).
-const READY_BATCH: usize = 128;
-
-struct Reader {
+/// Watches connections, reconnects, and shuts down. The messages themselves never pass
+/// through it: they go from the connection's push sender straight into the queues.
+struct Supervisor {
     config: Config,
     client: redis::Client,
     queues: Queues,
     shared: Arc<Shared>,
-    channels: Channels,
+    intake: Arc<Mutex<Intake>>,
     lost_connection_at: Option<Instant>,
 }
 
-impl Reader {
+impl Supervisor {
     // ANCHOR: reconnect
-    /// Read connection after connection until shutdown; then drain and report.
+    /// Watch connection after connection until shutdown; then drain and report.
     async fn run(
         mut self,
         first: Connection,
@@ -722,26 +826,28 @@ impl Reader {
     ) -> Result<Report> {
         let mut connection = first;
         let result = loop {
-            let ended = self.read(connection, &mut stop).await;
+            let ended = self.watch(connection, &mut stop).await;
             let reason = match ended {
-                Ended::Shutdown(connection) => break self.unsubscribe_and_drain(connection).await,
-                Ended::Closed => {
-                    "the connection closed (server restarted, killed us, or \
-                                       the output buffer limit was hit)"
+                Ended::Shutdown(connection) => break self.unsubscribe(connection).await,
+                Ended::Lost(Lost::Closed) => {
+                    "the connection closed (server restarted, killed us, or the output buffer \
+                     limit was hit)"
+                }
+                Ended::Lost(Lost::Overflow) => {
+                    "a worker queue is full and the policy is disconnect"
                 }
                 Ended::Unresponsive => "PING unanswered: the server stopped responding",
-                Ended::Overflow => "a worker queue is full and the policy is disconnect",
             };
             self.shared.subscribed.store(false, Ordering::Relaxed);
             self.lost_connection_at = Some(Instant::now());
             self.config.event(Event::Disconnected {
                 reason: reason.to_string(),
             });
-            if matches!(ended, Ended::Overflow) {
+            if matches!(ended, Ended::Lost(Lost::Overflow)) {
                 // Reconnecting at once would overflow again: let the workers catch up first.
                 self.wait_for_empty_queues(&mut stop).await;
             }
-            match connect_with_backoff(&self.client, &self.config, &mut stop).await {
+            match connect_with_backoff(&self.client, &self.config, &self.intake, &mut stop).await {
                 Ok(Some(next)) => {
                     self.shared.reader.reconnects.add(1);
                     self.shared.subscribed.store(true, Ordering::Relaxed);
@@ -793,127 +899,50 @@ impl Reader {
     // ANCHOR_END: reconnect
 
     // ANCHOR: read
-    /// Read one connection until it ends, shutdown is asked for, or a PING goes unanswered.
-    async fn read(&mut self, connection: Connection, stop: &mut watch::Receiver<bool>) -> Ended {
-        let (sink, mut stream) = connection;
-        let (dead_tx, mut dead) = oneshot::channel();
-        let pinger = tokio::spawn(ping(
-            sink.clone(),
-            self.config.ping_every,
-            self.config.ping_timeout,
-            dead_tx,
-        ));
-        let ended = loop {
-            let first = tokio::select! {
-                biased;
-                _ = stop.wait_for(|stopped| *stopped) => break Ended::Shutdown((sink, stream)),
-                _ = &mut dead => {
-                    // Keep what the connection already delivered before dropping it.
-                    while let Some(Some(msg)) = stream.next().now_or_never() {
-                        if !self.accept(msg) {
-                            break;
-                        }
-                    }
-                    break Ended::Unresponsive;
-                }
-                msg = stream.next() => msg,
-            };
-            let Some(msg) = first else {
-                break Ended::Closed;
-            };
-            if !self.accept(msg) {
-                break Ended::Overflow;
-            }
-            // Under load many messages are ready at once: take them without polling the stop
-            // signal and the PING each time (like Tokio's own cooperative budget).
-            let mut overflow = false;
-            let mut ended = false;
-            for _ in 0..READY_BATCH {
-                match stream.next().now_or_never() {
-                    Some(Some(msg)) => {
-                        if !self.accept(msg) {
-                            overflow = true;
-                            break;
-                        }
-                    }
-                    Some(None) => {
-                        ended = true;
-                        break;
-                    }
-                    None => break,
-                }
-            }
-            if overflow {
-                break Ended::Overflow;
-            }
-            if ended {
-                break Ended::Closed;
-            }
+    /// Watch one connection until it is lost, shutdown is asked for, or a PING goes
+    /// unanswered. (Its messages flow meanwhile, through the push sender.)
+    async fn watch(
+        &mut self,
+        mut connection: Connection,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Ended {
+        let ended = tokio::select! {
+            biased;
+            _ = stop.wait_for(|stopped| *stopped) => None,
+            lost = connection.watch.lost() => Some(Ended::Lost(lost)),
+            () = ping_until_unanswered(
+                connection.con.clone(),
+                self.config.ping_every,
+                self.config.ping_timeout,
+            ) => Some(Ended::Unresponsive),
         };
-        pinger.abort();
-        ended
+        match ended {
+            None => Ended::Shutdown(connection),
+            Some(ended) => {
+                connection.watch.close();
+                ended
+            }
+        }
     }
     // ANCHOR_END: read
 
-    // ANCHOR: accept
-    /// Check one message and hand it to its channel's worker. Never waits. Returns false when
-    /// the queue overflowed under the `disconnect` policy.
-    fn accept(&mut self, msg: Msg) -> bool {
-        let counters = &self.shared.reader;
-        counters.received.add(1);
-        let payload = msg.get_payload_bytes();
-        if payload.len() > self.config.max_payload {
-            counters.oversized.add(1);
-            return true;
-        }
-        let channel = msg.get_channel_name();
-        let state = self.channels.state(channel);
-        if self.config.numbered
-            && let Ok(seq) = crate::seq_of(payload)
-        {
-            if let Some(expected) = state.next_seq
-                && seq > expected
-            {
-                counters.gaps.add(1);
-                counters.missing.add(seq - expected);
-                self.config.event(Event::Gap {
-                    channel: channel.to_string(),
-                    first: expected,
-                    last: seq - 1,
-                });
-            }
-            // A lower number than expected (a restarted publisher) starts the count again.
-            state.next_seq = Some(seq + 1);
-        }
-        // The queue counts what it drops; only `disconnect` needs an answer from us.
-        let worker = state.worker;
-        !matches!(
-            self.queues[worker].push(msg),
-            Pushed::Overflowed(_) | Pushed::Closed(_)
-        )
-    }
-    // ANCHOR_END: accept
-
     // ANCHOR: shutdown
-    /// Shutdown: unsubscribe, then hand over what had arrived before Redis confirmed.
-    async fn unsubscribe_and_drain(&mut self, (mut sink, mut stream): Connection) -> Result<()> {
+    /// Shutdown: unsubscribe. Every message that arrived before Redis confirmed has passed
+    /// through the push sender into a queue by then; the workers drain them.
+    async fn unsubscribe(&mut self, mut connection: Connection) -> Result<()> {
         let unsubscribe = async {
             if !self.config.channels.is_empty() {
-                sink.unsubscribe(&self.config.channels).await?;
+                connection.con.unsubscribe(&self.config.channels).await?;
             }
             if !self.config.patterns.is_empty() {
-                sink.punsubscribe(&self.config.patterns).await?;
+                connection.con.punsubscribe(&self.config.patterns).await?;
             }
             Ok::<_, redis::RedisError>(())
         };
-        // A server that does not answer must not hold the shutdown up: the messages already
-        // read are handed over either way.
+        // A server that does not answer must not hold the shutdown up: what already arrived
+        // is queued either way.
         let _ = tokio::time::timeout(Duration::from_secs(1), unsubscribe).await;
-        while let Some(Some(msg)) = stream.next().now_or_never() {
-            if !self.accept(msg) {
-                break;
-            }
-        }
+        connection.watch.close();
         Ok(())
     }
     // ANCHOR_END: shutdown
@@ -925,13 +954,13 @@ impl Reader {
     }
 }
 
-/// PING every `every`; when one is not answered within `timeout`, say so and stop.
-async fn ping(mut sink: PubSubSink, every: Duration, timeout: Duration, dead: oneshot::Sender<()>) {
+/// PING every `every`; returns when one is not answered within `timeout`.
+async fn ping_until_unanswered(mut con: MultiplexedConnection, every: Duration, timeout: Duration) {
     loop {
         tokio::time::sleep(every).await;
-        let answered = tokio::time::timeout(timeout, sink.ping::<redis::Value>()).await;
-        if !matches!(answered, Ok(Ok(_))) {
-            let _ = dead.send(());
+        let ping = redis::cmd("PING");
+        let pong = tokio::time::timeout(timeout, ping.query_async::<redis::Value>(&mut con));
+        if !matches!(pong.await, Ok(Ok(_))) {
             return;
         }
     }
