@@ -351,6 +351,7 @@ async fn demo(args: Args) -> Result<()> {
         "msg_per_s",
         (report.received as f64 / elapsed.as_secs_f64()).round(),
     )
+    .with("elapsed_s", format!("{:.2}", elapsed.as_secs_f64()))
     .print();
     Ok(())
 }

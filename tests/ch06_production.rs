@@ -458,3 +458,294 @@ fn patterns_are_resubscribed_too_and_an_unnumbered_loss_is_an_unknown_gap() {
         );
     });
 }
+
+// ---------------------------------------------------------------------------------------
+// Bursts: the memory bound, on both runtimes, against publishers we did not write.
+
+/// The command-line subscriber, started with `--url` on a channel.
+struct Cli {
+    child: std::process::Child,
+}
+
+impl Cli {
+    /// Start it and wait until Redis counts its subscription.
+    fn start(server: &RedisServer, channel: &str, args: &[&str]) -> Cli {
+        let binary = lab::example::build("ch06_production_subscriber").unwrap();
+        let child = Command::new(binary)
+            .args(["--url", server.url(), "-c", channel, "--report-every", "0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut con = server.client().unwrap().get_connection().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, n): (String, u64) = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(channel)
+                .query::<Vec<(String, u64)>>(&mut con)
+                .unwrap()
+                .remove(0);
+            if n == 1 {
+                return Cli { child };
+            }
+            assert!(Instant::now() < deadline, "the subscriber never subscribed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// SIGTERM, wait, and read the `final:` and `memory:` lines into one map.
+    fn stop(mut self) -> Fields {
+        kill(self.pid(), Signal::SIGTERM).unwrap();
+        let status = self.child.wait().unwrap();
+        let (mut out, mut err) = (String::new(), String::new());
+        let mut stdout = self.child.stdout.take().unwrap();
+        stdout.read_to_string(&mut out).unwrap();
+        let mut stderr = self.child.stderr.take().unwrap();
+        stderr.read_to_string(&mut err).unwrap();
+        assert!(status.success(), "{status}\n{out}\n{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        let mut fields = Fields::default();
+        for line in out.lines() {
+            let Some(rest) = line
+                .strip_prefix("final: ")
+                .or_else(|| line.strip_prefix("memory: "))
+            else {
+                continue;
+            };
+            for pair in rest.split_whitespace() {
+                if let Some((key, value)) = pair.split_once('=') {
+                    fields.0.insert(key.to_string(), value.parse().unwrap());
+                }
+            }
+        }
+        assert!(fields.0.contains_key("received"), "no final report:\n{out}");
+        fields.1 = format!("{out}{err}");
+        fields
+    }
+}
+
+/// The counters of a `final:` line and the `memory:` line, and everything it printed.
+#[derive(Default)]
+struct Fields(std::collections::HashMap<String, f64>, String);
+
+impl Fields {
+    fn get(&self, key: &str) -> f64 {
+        *self
+            .0
+            .get(key)
+            .unwrap_or_else(|| panic!("no {key}:\n{}", self.1))
+    }
+
+    /// Every message read is accounted for exactly once.
+    fn assert_accounted(&self) {
+        let outcomes = [
+            "processed",
+            "dropped",
+            "timed_out",
+            "bad_payload",
+            "oversized",
+            "failed",
+            "abandoned",
+        ];
+        let sum: f64 = outcomes.iter().map(|key| self.get(key)).sum();
+        assert_eq!(self.get("received"), sum, "{}", self.1);
+    }
+
+    /// Peak RSS within idle RSS + what the queues can hold + 30 MB (the bound chapter 6
+    /// states), and under `absolute` MB.
+    fn assert_memory_bound(&self, queue_capacity: f64, payload: usize, absolute: f64) {
+        let bound = self.get("rss_idle_mb") + queue_capacity * queued_bytes(payload) / 1e6 + 30.0;
+        let peak = self.get("rss_peak_mb");
+        assert!(
+            peak <= bound,
+            "peak {peak} MB > bound {bound:.1} MB\n{}",
+            self.1
+        );
+        assert!(peak < absolute, "peak {peak} MB\n{}", self.1);
+    }
+}
+
+/// Bytes one queued message of `payload` bytes holds, measured in a fresh process.
+fn queued_bytes(payload: usize) -> f64 {
+    let run = lab::example::run(
+        "ch06_production_subscriber",
+        &["--measure-queued-bytes", &payload.to_string()],
+    )
+    .unwrap();
+    let out = run.stdout();
+    let bytes: f64 = out
+        .split_whitespace()
+        .find_map(|pair| pair.strip_prefix("queued_bytes_per_msg="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    // A queued 128-byte message is a few hundred bytes; far more means the measure broke.
+    assert!(
+        bytes > payload as f64 && bytes < 20.0 * payload as f64 + 2000.0,
+        "{out}"
+    );
+    bytes
+}
+
+/// Burst tests fill the CPU: one at a time, so that each gets the machine it is sized for.
+static ONE_BURST_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+const RUNTIMES: [&str; 2] = ["current-thread", "multi-thread"];
+
+/// 2,000,000 PUBLISH from `redis-benchmark` (not our code: 8 connections, 64 commands per
+/// pipeline, 128-byte payloads, no numbers) against a handler that needs 1 ms of CPU per
+/// message. Memory stays within the bound on both runtimes, and every message read is
+/// accounted for. Redis may still disconnect a subscriber that cannot read as fast as
+/// redis-benchmark writes (its output buffer passes 32 MB): then the loss is an unknown gap,
+/// noticed, and everything else must have arrived.
+#[test]
+fn a_redis_benchmark_burst_stays_within_the_memory_bound_on_both_runtimes() {
+    let _turn = ONE_BURST_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    for runtime in RUNTIMES {
+        let server = RedisServer::start().unwrap();
+        let channel = lab::unique_channel("ch06:benchmark");
+        let cli = Cli::start(
+            &server,
+            &channel,
+            &[
+                "--work-us",
+                "1000",
+                "--drain-ms",
+                "300",
+                "--runtime",
+                runtime,
+            ],
+        );
+        let port = server.port().unwrap().to_string();
+        let payload = "x".repeat(128);
+        let benchmark = Command::new("redis-benchmark")
+            .args(["-p", &port, "-n", "2000000", "-P", "64", "-c", "8", "-q"])
+            .args(["PUBLISH", &channel, &payload])
+            .output()
+            .expect("redis-benchmark (package redis-tools; ci/setup.sh installs it)");
+        assert!(benchmark.status.success(), "{benchmark:?}");
+        std::thread::sleep(Duration::from_millis(500));
+        let fields = cli.stop();
+        println!("{runtime}: {}", fields.1);
+        fields.assert_accounted();
+        fields.assert_memory_bound(20_000.0, 128, 64.0);
+        assert!(fields.get("dropped") > 1_000_000.0, "{}", fields.1);
+        if fields.get("reconnects") == 0.0 {
+            assert_eq!(fields.get("received"), 2_000_000.0, "{}", fields.1);
+        } else {
+            assert_eq!(
+                fields.get("unknown_gaps"),
+                fields.get("reconnects"),
+                "{}",
+                fields.1
+            );
+        }
+    }
+}
+
+/// Chapter 7's method: stop the subscriber (SIGSTOP), let 1,000,000 numbered messages pile
+/// up in Redis (output buffer limit off), and let it go (SIGCONT): the socket then holds far
+/// more than the queues. Memory stays within the bound on both runtimes, nothing is lost on
+/// the way in (no gap, every message read), and every message read is accounted for.
+#[test]
+fn a_backlog_released_at_once_stays_within_the_memory_bound_on_both_runtimes() {
+    let _turn = ONE_BURST_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let messages = 1_000_000;
+    for runtime in RUNTIMES {
+        let server = RedisServer::builder()
+            .config("client-output-buffer-limit", "pubsub 0 0 0")
+            .start()
+            .unwrap();
+        let channel = lab::unique_channel("ch06:backlog");
+        let args = ["--numbered", "--work-us", "200", "--drain-ms", "300"];
+        let cli = Cli::start(
+            &server,
+            &channel,
+            &[&args[..], &["--runtime", runtime]].concat(),
+        );
+        kill(cli.pid(), Signal::SIGSTOP).unwrap();
+        let runtime_for_publisher = tokio::runtime::Runtime::new().unwrap();
+        let sent = runtime_for_publisher.block_on(async {
+            let mut con = server
+                .client()
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            let publisher = lab::Publisher::new(&channel).payload_size(128);
+            publisher.send(&mut con, 0..messages).await.unwrap()
+        });
+        assert_eq!(
+            sent.queued_for, messages,
+            "every message was queued for the subscriber"
+        );
+        kill(cli.pid(), Signal::SIGCONT).unwrap();
+        // Wait until Redis has handed everything over (its output buffer for us is empty).
+        let mut con = server.client().unwrap().get_connection().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let list: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .arg("TYPE")
+                .arg("pubsub")
+                .query(&mut con)
+                .unwrap();
+            if list.contains(" omem=0 ") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the backlog never drained: {list}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let fields = cli.stop();
+        println!("{runtime}: {}", fields.1);
+        fields.assert_accounted();
+        fields.assert_memory_bound(20_000.0, 128, 64.0);
+        assert_eq!(fields.get("received"), messages as f64, "{}", fields.1);
+        assert_eq!(fields.get("missing"), 0.0, "{}", fields.1);
+        assert_eq!(fields.get("reconnects"), 0.0, "{}", fields.1);
+        assert!(
+            fields.get("dropped") > messages as f64 / 2.0,
+            "{}",
+            fields.1
+        );
+    }
+}
+
+/// `--work-us N` is N microseconds of work, not a timer's whole millisecond: one worker
+/// handles 1,000 messages at `--work-us 1000` in 0.9 to 2.0 seconds.
+#[test]
+fn work_us_is_that_much_work_per_message() {
+    let _turn = ONE_BURST_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let run = lab::example::run(
+        "ch06_production_subscriber",
+        &[
+            "--workers",
+            "1",
+            "--work-us",
+            "1000",
+            "--demo-messages",
+            "250",
+        ],
+    )
+    .unwrap();
+    let results = run.results().unwrap();
+    let result = find(&results, "demo", lab::REDIS_CURRENT).unwrap();
+    assert_eq!((result.sent, result.received), (1000, 1000), "{result}");
+    let seconds = result.get_f64("elapsed_s").unwrap();
+    assert!((0.9..=2.0).contains(&seconds), "{result}");
+}
