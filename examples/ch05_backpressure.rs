@@ -24,14 +24,16 @@ use clap::Parser;
 use futures::{Stream, StreamExt};
 use lab::gaps::DetectGaps;
 use lab::mem::{RssSampler, peak_rss_mb, rss_mb};
-use lab::overflow::{Overflow, Pushed, QueueReceiver, QueueSender, bounded};
+use lab::overflow::{Overflow, Pushed, QueueReceiver, QueueSender, QueueStats, bounded};
+use lab::push::Lost;
 use lab::{PublishReport, Publisher, RedisServer, ResultLine, Tally};
 use redis::Msg;
 use tokio::sync::oneshot;
 
-/// The small limit every scenario runs under: disconnect a subscriber at 1 MB of backlog, or
-/// at 256 KB for 1 second. (Redis's default is `32mb 8mb 60`: the same story, only later.)
-const PUBSUB_LIMIT: &str = "pubsub 1mb 256kb 1";
+/// The small limit every scenario runs under by default: disconnect a subscriber at 1 MB of
+/// backlog (the hard limit), or when it stays above 256 KB for 1 second (the soft limit).
+/// Redis's default is `32mb 8mb 60`: the same story, only later.
+const PUBSUB_LIMIT: &str = "1mb 256kb 1";
 /// When nothing arrives for this long after the publisher finished, the run is over.
 fn quiet() -> Duration {
     Duration::from_millis(lab::scaled(1500, 500))
@@ -71,12 +73,28 @@ struct Args {
     /// run, to see how each design notices a disconnect.
     #[arg(long)]
     kill_subscriber_at: Option<f64>,
+    /// Publish everything at once (pipelined, as fast as Redis takes it) instead of at
+    /// `--rate`: the burst that tells a bounded design from one that only looks bounded.
+    #[arg(long)]
+    burst: bool,
+    /// The subscriber's Tokio runtime (blocking-handler always runs on current-thread).
+    #[arg(long, value_enum, default_value = "multi-thread")]
+    runtime: Runtime,
+    /// The server's `client-output-buffer-limit pubsub` (hard, soft, seconds).
+    #[arg(long, default_value = PUBSUB_LIMIT)]
+    buffer_limit: String,
     /// Write the chart of this run's measurements to src/generated/ch05-rss.md.
     #[arg(long)]
     write_chart: bool,
     /// Internal: run one scenario in this process and print its RESULT line.
     #[arg(long, hide = true)]
     child: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Runtime {
+    CurrentThread,
+    MultiThread,
 }
 
 /// One experiment: a way of consuming the subscription.
@@ -90,22 +108,26 @@ enum Scenario {
     UnboundedCapped,
     /// redis 1.8.1, blocking handler on a current-thread runtime.
     BlockingHandler,
-    /// redis 1.8.1: a reader drains the stream into a bounded queue with this policy.
-    Queue(Overflow),
-    /// redis 1.8.1, RESP3: the push sender pushes into a bounded queue with this policy.
+    /// redis 1.8.1, RESP3: the push sender pushes into a bounded queue with this policy
+    /// (the recommended design).
     Resp3(Overflow),
+    /// redis 1.8.1: a reader task moves the stream into a bounded queue with this policy
+    /// (the counter-example: the library's unbounded channel sits in front of the queue).
+    Queue(Overflow),
 }
 
 impl Scenario {
-    const ALL: [Scenario; 8] = [
+    const ALL: [Scenario; 10] = [
         Scenario::OldSlowStream,
         Scenario::UnboundedSlow,
         Scenario::UnboundedCapped,
         Scenario::BlockingHandler,
+        Scenario::Resp3(Overflow::DropNewest),
+        Scenario::Resp3(Overflow::DropOldest),
+        Scenario::Resp3(Overflow::Disconnect),
         Scenario::Queue(Overflow::DropNewest),
         Scenario::Queue(Overflow::DropOldest),
         Scenario::Queue(Overflow::Disconnect),
-        Scenario::Resp3(Overflow::DropOldest),
     ];
 
     fn client(self) -> &'static str {
@@ -147,12 +169,6 @@ impl FromStr for Scenario {
                 ),
             },
         };
-        if scenario == Scenario::Resp3(Overflow::Disconnect) {
-            bail!(
-                "resp3-disconnect is not offered: the push sender cannot drop its own \
-                 connection; use queue-disconnect"
-            );
-        }
         Ok(scenario)
     }
 }
@@ -167,6 +183,17 @@ struct Plan {
     capacity: usize,
     memory_cap_mb: u64,
     kill_subscriber_at: Option<f64>,
+    burst: bool,
+}
+
+impl Plan {
+    fn pace(&self) -> String {
+        if self.burst {
+            "in one burst".into()
+        } else {
+            format!("at {}/s", self.rate)
+        }
+    }
 }
 
 fn main() -> Result<()> {
@@ -184,12 +211,13 @@ fn main() -> Result<()> {
         capacity: args.capacity,
         memory_cap_mb: args.memory_cap_mb,
         kill_subscriber_at: args.kill_subscriber_at,
+        burst: args.burst,
     };
     if args.child {
         let [scenario] = args.scenario[..] else {
             bail!("--child runs exactly one --scenario");
         };
-        return run_child(scenario, plan);
+        return run_child(scenario, plan, args.runtime, &args.buffer_limit);
     }
     let scenarios = if args.scenario.is_empty() {
         Scenario::ALL.to_vec()
@@ -197,9 +225,15 @@ fn main() -> Result<()> {
         args.scenario.clone()
     };
     println!(
-        "publisher: {} messages of {} B at {}/s; handler: {:?} per message; queue capacity {}; \
-         server: client-output-buffer-limit {PUBSUB_LIMIT}",
-        plan.messages, plan.payload, plan.rate, plan.handler, plan.capacity
+        "publisher: {} messages of {} B {}; handler: {:?} per message; queue capacity {}; \
+         runtime: {:?}; server: client-output-buffer-limit pubsub {}",
+        plan.messages,
+        plan.payload,
+        plan.pace(),
+        plan.handler,
+        plan.capacity,
+        args.runtime,
+        args.buffer_limit,
     );
     let mut runs = Vec::new();
     if quick {
@@ -221,7 +255,7 @@ fn main() -> Result<()> {
         }
     }
     if args.write_chart {
-        let path = write_chart(&runs, plan)?;
+        let path = write_chart(&runs, plan, &args.buffer_limit)?;
         println!("wrote {path}");
     }
     Ok(())
@@ -249,6 +283,15 @@ fn spawn_child(scenario: Scenario, args: &Args, seconds: f64) -> Result<std::pro
         .args(["--payload", &args.payload.to_string()])
         .args(["--capacity", &args.capacity.to_string()])
         .args(["--memory-cap-mb", &args.memory_cap_mb.to_string()])
+        .args(args.burst.then_some("--burst"))
+        .args(["--buffer-limit", &args.buffer_limit])
+        .args([
+            "--runtime",
+            match args.runtime {
+                Runtime::CurrentThread => "current-thread",
+                Runtime::MultiThread => "multi-thread",
+            },
+        ])
         .args(
             args.kill_subscriber_at
                 .map(|at| ["--kill-subscriber-at".to_string(), at.to_string()])
@@ -320,20 +363,25 @@ fn collect_child(scenario: Scenario, mut child: std::process::Child) -> Result<C
     })
 }
 
-fn run_child(scenario: Scenario, plan: Plan) -> Result<()> {
+fn run_child(scenario: Scenario, plan: Plan, runtime: Runtime, buffer_limit: &str) -> Result<()> {
     // The blocking handler is only a problem on a runtime with one thread: that is the
-    // point of the scenario. Everything else runs on the usual multi-thread runtime.
-    let runtime = match scenario {
-        Scenario::BlockingHandler => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?,
-        _ => tokio::runtime::Runtime::new()?,
+    // point of the scenario. Everything else runs on the runtime asked for.
+    let runtime = match (scenario, runtime) {
+        (Scenario::BlockingHandler, _) | (_, Runtime::CurrentThread) => {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+        }
+        (_, Runtime::MultiThread) => tokio::runtime::Runtime::new()?,
     };
     runtime.block_on(async move {
         // A child may die on purpose (the memory-capped scenario aborts): its server must
         // not outlive it, and Drop does not run on an abort.
         let server = RedisServer::builder()
-            .config("client-output-buffer-limit", PUBSUB_LIMIT)
+            .config(
+                "client-output-buffer-limit",
+                &format!("pubsub {buffer_limit}"),
+            )
             .die_with_parent()
             .start_or_env()?;
         println!("--- {scenario}: Redis at {}", server.display_url());
@@ -384,9 +432,19 @@ struct Outcome {
     resyncs: u64,
     /// Peak queue length.
     max_queue: usize,
+    /// Messages the reader took from the connection (queue designs: handled + dropped).
+    read: Option<u64>,
 }
 
 impl Outcome {
+    /// The queue's counters: what it dropped, how long it got, and what the reader pushed
+    /// (every push is queued, dropped by the policy, or refused by `disconnect`).
+    fn count_queue(&mut self, stats: &QueueStats) {
+        self.dropped = stats.dropped();
+        self.max_queue = stats.max_len;
+        self.read = Some(stats.queued + stats.dropped_newest + stats.overflows);
+    }
+
     fn print(&self, scenario: Scenario, plan: Plan, rss: (f64, f64), max_omem: u64) {
         let (rss_start, rss_peak) = rss;
         let tally = self.tally.as_ref().expect("every scenario tallies");
@@ -405,6 +463,7 @@ impl Outcome {
             tally,
             self.noticed,
         )
+        .with("read", self.read.unwrap_or(tally.received()))
         .with("disconnects", self.disconnects)
         .with("gap_free_prefix", tally.is_gap_free_prefix())
         .with("tail_lost", tail_lost(tally))
@@ -571,12 +630,17 @@ fn start_publisher(
 /// small and does not blur the subscriber's.
 const PUBLISH_BATCH: u64 = 100;
 
-/// Publish `0..plan.messages` at `plan.rate` per second.
+/// Publish `0..plan.messages` at `plan.rate` per second (or all at once, with `--burst`).
 async fn publish_paced(
     publisher: &Publisher,
     con: &mut redis::aio::MultiplexedConnection,
     plan: Plan,
 ) -> Result<PublishReport> {
+    if plan.burst {
+        let report = publisher.send(con, 0..plan.messages).await?;
+        PUBLISHED.store(report.sent, Ordering::Relaxed);
+        return Ok(report);
+    }
     let started = std::time::Instant::now();
     let mut total = PublishReport::default();
     let mut next = 0;
@@ -722,20 +786,21 @@ async fn current_stream(
 }
 
 // ---------------------------------------------------------------------------------------
-// Design 4: a reader task that does nothing but move messages from the subscription into a
-// bounded queue, and a handler that takes them from the queue. The reader never waits, so
-// Redis never sees a backlog; the queue never grows past its capacity, so memory is
-// bounded; and every message the policy drops is counted.
+// The counter-example: the same bounded queue, behind the stream of `get_async_pubsub()`. A
+// reader task moves each message from the stream into the queue and never waits. Under a
+// paced publisher it looks bounded. But redis-rs's own task decodes the socket into an
+// unbounded channel *in front of* the stream, and under a burst, on a current-thread runtime,
+// that task runs far more often than our reader: the burst lands in the unbounded channel.
 
 // ANCHOR: reader
-/// Subscribe and move every message into `queue` as soon as it arrives. Returns when the
-/// queue refuses a message under policy `Disconnect` (dropping the subscription, so that
-/// Redis stops buffering for us), when the queue is closed, or when the connection ends.
+/// Subscribe and move every message of the stream into `queue`. Returns when the queue
+/// refuses a message under policy `Disconnect` (dropping the subscription, so that Redis stops
+/// buffering for us), when the queue is closed, or when the connection ends.
 async fn read_into_queue(
     client: &redis::Client,
     channel: &str,
     queue: &QueueSender<Msg>,
-) -> Result<ReaderEnd> {
+) -> Result<Lost> {
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(channel).await?;
     let mut messages = pubsub.into_on_message();
@@ -744,39 +809,49 @@ async fn read_into_queue(
             // A full queue under a drop policy: the queue dropped one message and counted it.
             Pushed::Queued | Pushed::DroppedNewest(_) | Pushed::DroppedOldest(_) => {}
             // A full queue under `Disconnect`: stop reading, the caller resyncs.
-            Pushed::Overflowed(_) => return Ok(ReaderEnd::Overflowed),
-            Pushed::Closed(_) => return Ok(ReaderEnd::Closed),
+            Pushed::Overflowed(_) => return Ok(Lost::Overflow),
+            Pushed::Closed(_) => break,
         }
     }
-    Ok(ReaderEnd::Disconnected)
-}
-
-enum ReaderEnd {
-    Overflowed,
-    Closed,
-    Disconnected,
+    Ok(Lost::Closed)
 }
 // ANCHOR_END: reader
+
+/// How a design reads the subscription into the queue.
+#[derive(Clone, Copy)]
+enum Design {
+    /// RESP3 push sender (design 4).
+    PushSender,
+    /// The stream of `get_async_pubsub()`, read by a task (the counter-example).
+    Stream,
+}
 
 // ANCHOR: supervise
 /// Keep a reader running until the application aborts it: after an overflow or a dropped
 /// connection, wait until the handler has emptied the queue, then subscribe again. Messages
 /// published in between are lost; the handler notices them as a sequence gap (and, in a real
 /// application, reloads its state from the source of truth).
-async fn supervise_reader(
+async fn supervise(
+    design: Design,
     client: redis::Client,
     channel: String,
     queue: QueueSender<Msg>,
     resyncs: Arc<AtomicU64>,
 ) {
     loop {
-        match read_into_queue(&client, &channel, &queue).await {
-            Ok(ReaderEnd::Closed) => return,
-            Ok(ReaderEnd::Overflowed | ReaderEnd::Disconnected) => {
+        let read = match design {
+            Design::PushSender => subscribe_into_queue(&client, &channel, &queue).await,
+            Design::Stream => read_into_queue(&client, &channel, &queue).await,
+        };
+        match read {
+            Ok(Lost::Overflow | Lost::Closed) => {
                 resyncs.fetch_add(1, Ordering::Relaxed);
             }
             // Could not even subscribe: wait a little before trying again.
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+        if queue.is_closed() {
+            return;
         }
         while !queue.is_empty() {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -854,7 +929,8 @@ async fn queue_design(
     // ANCHOR: queue_design
     let (queue, received) = bounded(plan.capacity, policy);
     let resyncs = Arc::new(AtomicU64::new(0));
-    let reader = tokio::spawn(supervise_reader(
+    let reader = tokio::spawn(supervise(
+        Design::Stream,
         client,
         channel.to_string(),
         queue.clone(),
@@ -867,9 +943,7 @@ async fn queue_design(
     let mut outcome = handle_from_queue(received, publishing, plan).await?;
     reader.abort();
     outcome.resyncs = resyncs.load(Ordering::Relaxed);
-    let stats = queue.stats();
-    outcome.dropped = stats.dropped();
-    outcome.max_queue = stats.max_len;
+    outcome.count_queue(&queue.stats());
     Ok(outcome)
 }
 
@@ -894,35 +968,36 @@ async fn wait_for_subscriber(server: &RedisServer, channel: &str) -> Result<()> 
 }
 
 // ---------------------------------------------------------------------------------------
-// Design 4 with RESP3: no stream at all. The connection hands every push to a sender we give
-// it, synchronously, from its read loop; ours puts it in the bounded queue. `send` cannot
-// wait, which is exactly right: a full queue means a counted drop, never a stalled reader.
+// Design 4, bounded by construction: RESP3, and no stream at all. The connection hands every
+// push to a sender we give it, synchronously, from its read loop, before it reads the next
+// one; ours puts it in the bounded queue (`lab::push`). Nothing can pile up in front of the
+// queue, whatever the runtime and however large the burst.
 
-// ANCHOR: push_sender
-struct QueuePushSender {
-    queue: QueueSender<Msg>,
+// ANCHOR: resp3
+/// Subscribe on a RESP3 connection whose push sender moves every message into `queue`.
+/// Returns when the connection is lost, or when the queue refuses a message under policy
+/// `Disconnect` (then dropping the connection, so that Redis stops buffering for us).
+async fn subscribe_into_queue(
+    client: &redis::Client,
+    channel: &str,
+    queue: &QueueSender<Msg>,
+) -> Result<Lost> {
+    let queue = queue.clone();
+    let (sender, mut connection) = lab::push::to_queue(move |msg| {
+        // Queued, or dropped by the policy and counted by the queue: keep reading. Only a
+        // full queue under `Disconnect` gives the connection up.
+        !matches!(queue.push(msg), Pushed::Overflowed(_))
+    });
+    let config = redis::AsyncConnectionConfig::new().set_push_sender(sender);
+    let mut con = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    con.subscribe(channel).await?;
+    let lost = connection.lost().await;
+    connection.close();
+    Ok(lost)
 }
-
-impl redis::aio::AsyncPushSender for QueuePushSender {
-    fn send(&self, info: redis::PushInfo) -> Result<(), redis::aio::SendError> {
-        if info.kind == redis::PushKind::Disconnection {
-            // Made by the library when the connection ends: the handler drains what is
-            // queued, then sees the end of the queue. Never dropped, whatever the policy.
-            self.queue.close();
-            return Ok(());
-        }
-        // Subscribe confirmations and other pushes are not messages: skip them.
-        let Some(msg) = Msg::from_push_info(info) else {
-            return Ok(());
-        };
-        match self.queue.push(msg) {
-            Pushed::Closed(_) => Err(redis::aio::SendError),
-            // Queued, or dropped by the policy and counted by the queue.
-            _ => Ok(()),
-        }
-    }
-}
-// ANCHOR_END: push_sender
+// ANCHOR_END: resp3
 
 async fn resp3_design(
     server: &RedisServer,
@@ -930,26 +1005,22 @@ async fn resp3_design(
     plan: Plan,
     policy: Overflow,
 ) -> Result<Outcome> {
-    let separator = if server.url().contains('?') { '&' } else { '?' };
-    let url = format!("{}{separator}protocol=resp3", server.url());
-    let client = lab::connect::open(&url).await?;
-    // ANCHOR: resp3
+    let client = lab::push::resp3(&lab::connect::open(server.url()).await?)?;
     let (queue, received) = bounded(plan.capacity, policy);
-    let sender = QueuePushSender {
-        queue: queue.clone(),
-    };
-    let config = redis::AsyncConnectionConfig::new().set_push_sender(sender);
-    let mut con = client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await?;
-    con.subscribe(channel).await?;
-    // ANCHOR_END: resp3
+    let resyncs = Arc::new(AtomicU64::new(0));
+    let reader = tokio::spawn(supervise(
+        Design::PushSender,
+        client,
+        channel.to_string(),
+        queue.clone(),
+        resyncs.clone(),
+    ));
+    wait_for_subscriber(server, channel).await?;
     let publishing = start_publisher(server.url(), channel, plan);
     let mut outcome = handle_from_queue(received, publishing, plan).await?;
-    drop(con);
-    let stats = queue.stats();
-    outcome.dropped = stats.dropped();
-    outcome.max_queue = stats.max_len;
+    reader.abort();
+    outcome.resyncs = resyncs.load(Ordering::Relaxed);
+    outcome.count_queue(&queue.stats());
     Ok(outcome)
 }
 
@@ -984,7 +1055,7 @@ fn at(samples: &[(f64, f64)], t: f64) -> f64 {
         .map_or(0.0, |(_, mb)| *mb)
 }
 
-fn write_chart(runs: &[ChildRun], plan: Plan) -> Result<String> {
+fn write_chart(runs: &[ChildRun], plan: Plan, buffer_limit: &str) -> Result<String> {
     use std::fmt::Write as _;
     let lines: Vec<&ChildRun> = runs
         .iter()
@@ -1072,9 +1143,13 @@ fn write_chart(runs: &[ChildRun], plan: Plan) -> Result<String> {
     }
     writeln!(
         md,
-        "\nPublisher: {} messages of {} B at {}/s; handler {:?} per message while it runs; queue \
-         capacity {}; `client-output-buffer-limit {PUBSUB_LIMIT}`.",
-        plan.messages, plan.payload, plan.rate, plan.handler, plan.capacity
+        "\nPublisher: {} messages of {} B {}; handler {:?} per message while it runs; queue \
+         capacity {}; `client-output-buffer-limit pubsub {buffer_limit}`.",
+        plan.messages,
+        plan.payload,
+        plan.pace(),
+        plan.handler,
+        plan.capacity
     )?;
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/generated/ch05-rss.md");
     std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/src/generated"))?;

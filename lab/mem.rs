@@ -83,3 +83,25 @@ pub fn measure_queued_msg_bytes(payload: usize) -> Option<f64> {
     drop((queue, receiver));
     Some((after.saturating_sub(before) * 1024) as f64 / COUNT as f64)
 }
+
+/// [`measure_queued_msg_bytes`] for `payload`, measured in a fresh process (the chapter 6
+/// subscriber's `--measure-queued-bytes`): what the memory bounds of chapters 5 and 6 are
+/// built from.
+pub fn queued_msg_bytes(payload: usize) -> anyhow::Result<f64> {
+    let run = crate::example::run(
+        "ch06_production_subscriber",
+        &["--measure-queued-bytes", &payload.to_string()],
+    )?;
+    let out = run.stdout();
+    let bytes: f64 = out
+        .split_whitespace()
+        .find_map(|pair| pair.strip_prefix("queued_bytes_per_msg="))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no queued_bytes_per_msg= in {out:?}"))?;
+    // A message holds at least its payload; far more would mean the measurement broke.
+    anyhow::ensure!(
+        bytes > payload as f64 && bytes < 20.0 * payload as f64 + 2000.0,
+        "implausible: {out}"
+    );
+    Ok(bytes)
+}

@@ -560,7 +560,9 @@ impl Fields {
     /// Peak RSS within idle RSS + what the queues can hold + 30 MB (the bound chapter 6
     /// states), and under `absolute` MB.
     fn assert_memory_bound(&self, queue_capacity: f64, payload: usize, absolute: f64) {
-        let bound = self.get("rss_idle_mb") + queue_capacity * queued_bytes(payload) / 1e6 + 30.0;
+        let bound = self.get("rss_idle_mb")
+            + queue_capacity * lab::mem::queued_msg_bytes(payload).unwrap() / 1e6
+            + 30.0;
         let peak = self.get("rss_peak_mb");
         assert!(
             peak <= bound,
@@ -569,27 +571,6 @@ impl Fields {
         );
         assert!(peak < absolute, "peak {peak} MB\n{}", self.1);
     }
-}
-
-/// Bytes one queued message of `payload` bytes holds, measured in a fresh process.
-fn queued_bytes(payload: usize) -> f64 {
-    let run = lab::example::run(
-        "ch06_production_subscriber",
-        &["--measure-queued-bytes", &payload.to_string()],
-    )
-    .unwrap();
-    let out = run.stdout();
-    let bytes: f64 = out
-        .split_whitespace()
-        .find_map(|pair| pair.strip_prefix("queued_bytes_per_msg="))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{out}"));
-    // A queued 128-byte message is a few hundred bytes; far more means the measure broke.
-    assert!(
-        bytes > payload as f64 && bytes < 20.0 * payload as f64 + 2000.0,
-        "{out}"
-    );
-    bytes
 }
 
 /// Burst tests fill the CPU: one at a time, so that each gets the machine it is sized for.
