@@ -478,6 +478,7 @@ impl Cli {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let mut cli = Cli { child };
         let mut con = server.client().unwrap().get_connection().unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -488,9 +489,13 @@ impl Cli {
                 .unwrap()
                 .remove(0);
             if n == 1 {
-                return Cli { child };
+                return cli;
             }
-            assert!(Instant::now() < deadline, "the subscriber never subscribed");
+            if Instant::now() > deadline {
+                let _ = cli.child.kill();
+                let _ = cli.child.wait();
+                panic!("the subscriber never subscribed");
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
