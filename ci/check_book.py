@@ -33,9 +33,10 @@ Workshop kit (every chapter src/chNN-*.md)
 
 Schedules (src/instructor-guide.md)
 - every row of a schedule table that links a page gives that page's own duration, and the
-  start times add up (each row starts when the one above ends); `--fix-schedule` rewrites
-  them from the chapters' duration lines;
-- the full-day schedule covers every chapter.
+  start times add up (each row starts when the one above ends; a row without minutes ends a
+  day, and the next row starts a new one); `--fix-schedule` rewrites them from the
+  chapters' duration lines;
+- some schedule (the whole-book one) covers every chapter.
 
 Exits 1 with the problems grouped by file, each saying what to do.
 """
@@ -295,6 +296,8 @@ def fix_schedule(text):
                 cells[minutes_col] = str(durations[linked])
         if cells[minutes_col].isdigit():
             clock += int(cells[minutes_col])
+        else:
+            clock = None  # an end row (no minutes): the next row, if any, starts a new day
         new = "|" + "|".join(f" {cell} " if cell else " " for cell in cells) + "|"
         changed += new != line
         lines[i] = new
