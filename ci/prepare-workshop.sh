@@ -22,6 +22,9 @@ cargo build --locked --offline --examples
 say "every test, the exercise solutions' included, for cargo test"
 cargo test --locked --offline --all-targets --no-run
 
+say "chapter 7's exercise, which measures a release build (about 2 minutes)"
+cargo build --locked --offline --release --example ch07_exercise
+
 say "the lab: a redis-server of our own, a burst of numbered messages"
 cargo run --locked --offline --quiet --example ch00_first_result -- --quick
 

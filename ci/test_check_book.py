@@ -220,6 +220,19 @@ with tempfile.TemporaryDirectory() as tmp:
     if run.returncode != 0 or guide.read_text() != textwrap.dedent(GOOD[GUIDE]):
         failures.append(f"--fix-schedule did not restore the schedule (exit {run.returncode}):\n{run.stdout}{guide.read_text()}")
 
+    # A schedule over two days: an end row, then a new day at its own time; --fix-schedule
+    # keeps the second day's start and the checker accepts it.
+    root = pathlib.Path(tmp) / "two-days"
+    write(root, GOOD)
+    guide = root / GUIDE
+    two_days = guide.read_text().replace(
+        "| 10:00 | end | |\n", "| 10:00 | end of day 1 | |\n| 09:00 | [Running the lab](running-the-lab.md) again | 15 |\n| 09:15 | end | |\n"
+    )
+    guide.write_text(two_days)
+    run = subprocess.run([sys.executable, str(CHECKER), "--root", str(root), "--fix-schedule"], capture_output=True, text=True)
+    if run.returncode != 0 or guide.read_text() != two_days:
+        failures.append(f"a two-day schedule is not kept by --fix-schedule (exit {run.returncode}):\n{run.stdout}{guide.read_text()}")
+
     # ... and the same #[ignore]d tests, run with `-- --include-ignored`, are fine.
     root = pathlib.Path(tmp) / "include-ignored"
     write(root, GOOD)
