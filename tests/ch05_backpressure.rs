@@ -194,7 +194,7 @@ fn a_killed_connection_is_noticed_by_the_bounded_designs() -> Result<()> {
 /// unbounded channel, in front of the queue.
 #[test]
 fn the_push_sender_design_stays_bounded_under_a_burst_on_both_runtimes() -> Result<()> {
-    let bound_mb = 1000.0 * lab::mem::queued_msg_bytes(128)? / 1e6 + 30.0;
+    let bound_mb = 1000.0 * lab::mem::queued_msg_bytes(128)? / 1_048_576.0 + 30.0;
     for runtime in ["current-thread", "multi-thread"] {
         let output = lab::example::run(
             "ch05_backpressure",

@@ -566,7 +566,7 @@ impl Fields {
     /// states), and under `absolute` MB.
     fn assert_memory_bound(&self, queue_capacity: f64, payload: usize, absolute: f64) {
         let bound = self.get("rss_idle_mb")
-            + queue_capacity * lab::mem::queued_msg_bytes(payload).unwrap() / 1e6
+            + queue_capacity * lab::mem::queued_msg_bytes(payload).unwrap() / 1_048_576.0
             + 30.0;
         let peak = self.get("rss_peak_mb");
         assert!(

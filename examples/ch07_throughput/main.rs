@@ -125,6 +125,8 @@ struct Sample {
     // Voluntary context switches: a thread slept and had to be woken.
     sleeps: Option<u64>,
     peak_rss_mb: Option<f64>,
+    // Resident memory once subscribed, before the backlog arrived.
+    idle_rss_mb: Option<f64>,
 }
 
 /// What the table and the RESULT lines say about one design at one payload size.
@@ -141,6 +143,9 @@ struct Summary {
     sleeps_per_1k: Option<f64>,
     peak_rss_mb: Option<f64>,
     ratio_vs_cli: f64,
+    /// Designs the book calls bounded: the largest peak RSS above the bound in any run
+    /// (negative: below it), with the bound of that run.
+    over_bound_mb: Option<(f64, f64)>,
 }
 
 async fn benchmark(args: Args) -> Result<()> {
@@ -204,7 +209,7 @@ async fn benchmark(args: Args) -> Result<()> {
         }
     }
 
-    let summaries = summarize(&designs, &sizes, &samples, &args);
+    let summaries = summarize(&designs, &sizes, &samples, &args)?;
     // What a live publisher could feed: Redis's pipelined PUBLISH rate, per payload size.
     let publish_rates: Vec<(usize, f64)> = sizes
         .iter()
@@ -461,6 +466,7 @@ async fn drain_once(
                 publish_rate,
                 sleeps: stats.get("sleeps").ok(),
                 peak_rss_mb: stats.get("peak_rss_mb").ok(),
+                idle_rss_mb: stats.get("idle_rss_mb").ok(),
             }
         }
         Subscriber::Cli(_) => {
@@ -502,6 +508,7 @@ async fn drain_once(
                 publish_rate,
                 sleeps,
                 peak_rss_mb,
+                idle_rss_mb: None,
             }
         }
     };
@@ -553,10 +560,12 @@ fn summarize(
     sizes: &[usize],
     samples: &BTreeMap<(usize, usize), Vec<Sample>>,
     args: &Args,
-) -> Vec<Summary> {
+) -> Result<Vec<Summary>> {
     let mut summaries = Vec::new();
     for &size in sizes {
         let count = messages_for(size, args.scale);
+        // Measured in a fresh process, once per size.
+        let queued_bytes = lab::mem::queued_msg_bytes(size)?;
         let mut cli_median = f64::NAN;
         for (index, &variant) in designs.iter().enumerate() {
             let runs = &samples[&(size, index)];
@@ -572,6 +581,15 @@ fn summarize(
                 .filter_map(|s| s.sleeps)
                 .map(|n| n as f64 * 1000.0 / count as f64)
                 .collect();
+            let over_bound_mb = variant.queue_capacity().and_then(|capacity| {
+                runs.iter()
+                    .filter_map(|s| {
+                        let bound =
+                            s.idle_rss_mb? + capacity as f64 * queued_bytes / 1_048_576.0 + 30.0;
+                        Some((s.peak_rss_mb? - bound, bound))
+                    })
+                    .max_by(|a, b| a.0.total_cmp(&b.0))
+            });
             summaries.push(Summary {
                 variant,
                 size,
@@ -585,10 +603,11 @@ fn summarize(
                 sleeps_per_1k: (!sleeps.is_empty()).then(|| median_min_max(sleeps).0),
                 peak_rss_mb: rss,
                 ratio_vs_cli: median / cli_median,
+                over_bound_mb,
             });
         }
     }
-    summaries
+    Ok(summaries)
 }
 
 fn summary_result(summary: &Summary) -> ResultLine {
@@ -619,6 +638,18 @@ fn summary_result(summary: &Summary) -> ResultLine {
         summary
             .peak_rss_mb
             .map_or("-".into(), |mb| format!("{mb:.1}")),
+    )
+    .with(
+        "rss_bound_mb",
+        summary
+            .over_bound_mb
+            .map_or("-".into(), |(_, bound)| format!("{bound:.1}")),
+    )
+    .with(
+        "within_bound",
+        summary
+            .over_bound_mb
+            .map_or("-", |(over, _)| if over <= 0.0 { "true" } else { "false" }),
     )
 }
 
@@ -673,6 +704,25 @@ fn goals(summaries: &[Summary]) -> String {
             fastest.variant.describe(),
             fastest.ratio_vs_cli,
             verdict(fastest.ratio_vs_cli >= 1.2)
+        );
+    }
+    let bounded: Vec<&Summary> = summaries
+        .iter()
+        .filter(|s| s.over_bound_mb.is_some())
+        .collect();
+    if !bounded.is_empty() {
+        let within = bounded
+            .iter()
+            .all(|s| s.over_bound_mb.is_some_and(|(over, _)| over <= 0.0));
+        let peaks: Vec<f64> = bounded.iter().filter_map(|s| s.peak_rss_mb).collect();
+        let (_, low, high) = median_min_max(peaks);
+        let _ = write!(
+            out,
+            " Memory: the designs the book calls bounded (the push sender into a bounded queue \
+             and the production subscriber, on both runtimes) peaked at {low:.1}-{high:.1} MiB; \
+             staying within idle + queue capacity x bytes per queued message + 30 MB at every \
+             size is {}.",
+            verdict(within)
         );
     }
     out.push('\n');

@@ -34,10 +34,15 @@ pub enum Variant {
     StreamCt,
     /// The stream, batched with `ready_chunks(256)`, current-thread.
     ChunksCt,
-    /// Reader task -> bounded queue with an overflow policy -> worker task (chapter 5),
-    /// on the multi-thread runtime.
+    /// RESP3 push sender -> bounded queue with an overflow policy -> worker task (chapter 5's
+    /// design 4), on the multi-thread runtime.
+    PushQueueMt,
+    /// The same on a current-thread runtime.
+    PushQueueCt,
+    /// Reader task -> bounded queue -> worker task, behind the stream of
+    /// `get_async_pubsub()` (chapter 5's counter-example), on the multi-thread runtime.
     QueueMt,
-    /// The same queue design on a current-thread runtime.
+    /// The same counter-example on a current-thread runtime.
     QueueCt,
     /// RESP3: a multiplexed connection with an unbounded push sender, current-thread.
     Resp3Ct,
@@ -50,13 +55,15 @@ pub enum Variant {
 
 impl Variant {
     /// Every design, in table order.
-    pub const ALL: [Variant; 11] = [
+    pub const ALL: [Variant; 13] = [
         Variant::Cli,
         Variant::Raw,
         Variant::StreamMt,
         Variant::StreamMtTask,
         Variant::StreamCt,
         Variant::ChunksCt,
+        Variant::PushQueueMt,
+        Variant::PushQueueCt,
         Variant::QueueMt,
         Variant::QueueCt,
         Variant::Resp3Ct,
@@ -73,6 +80,8 @@ impl Variant {
             Variant::StreamMtTask => "stream-mt-task",
             Variant::StreamCt => "stream-ct",
             Variant::ChunksCt => "chunks-ct",
+            Variant::PushQueueMt => "push-queue-mt",
+            Variant::PushQueueCt => "push-queue-ct",
             Variant::QueueMt => "queue-mt",
             Variant::QueueCt => "queue-ct",
             Variant::Resp3Ct => "resp3-ct",
@@ -90,8 +99,20 @@ impl Variant {
             Variant::StreamMtTask => "`on_message()` stream in a spawned task, multi-thread",
             Variant::StreamCt => "`on_message()` stream, current-thread runtime",
             Variant::ChunksCt => "`ready_chunks(256)`, current-thread",
-            Variant::QueueMt => "bounded queue (ch. 5) + worker, multi-thread",
-            Variant::QueueCt => "bounded queue (ch. 5) + worker, current-thread",
+            Variant::PushQueueMt => {
+                "push sender into a bounded queue (ch. 5) + worker, multi-thread"
+            }
+            Variant::PushQueueCt => {
+                "push sender into a bounded queue (ch. 5) + worker, current-thread"
+            }
+            Variant::QueueMt => {
+                "bounded queue behind the library's unbounded channel (counter-example), \
+                 multi-thread"
+            }
+            Variant::QueueCt => {
+                "bounded queue behind the library's unbounded channel (counter-example), \
+                 current-thread"
+            }
             Variant::Resp3Ct => "RESP3 push sender (unbounded), current-thread",
             Variant::ProductionMt => "production subscriber (ch. 6), multi-thread",
             Variant::ProductionCt => "production subscriber (ch. 6), current-thread",
@@ -107,11 +128,28 @@ impl Variant {
         }
     }
 
+    /// How many messages the design's queues hold, for the designs the book calls bounded:
+    /// their memory bound is idle + this x bytes per queued message + 30 MB.
+    pub fn queue_capacity(self) -> Option<usize> {
+        match self {
+            Variant::PushQueueMt | Variant::PushQueueCt => Some(QUEUE_CAPACITY),
+            Variant::ProductionMt | Variant::ProductionCt => {
+                let defaults = lab::production::Config::new("redis://unused", ["unused"]);
+                Some(defaults.workers * defaults.queue_capacity)
+            }
+            _ => None,
+        }
+    }
+
     /// True for the designs that run on a multi-thread runtime.
     pub fn multi_thread(self) -> bool {
         matches!(
             self,
-            Variant::StreamMt | Variant::StreamMtTask | Variant::QueueMt | Variant::ProductionMt
+            Variant::StreamMt
+                | Variant::StreamMtTask
+                | Variant::PushQueueMt
+                | Variant::QueueMt
+                | Variant::ProductionMt
         )
     }
 }
@@ -156,6 +194,9 @@ pub fn run_child(args: ChildArgs) -> Result<()> {
             }
             // ANCHOR_END: spawned
             Variant::ChunksCt => chunks(&client, channel, bench).await,
+            Variant::PushQueueMt | Variant::PushQueueCt => {
+                push_queue(&client, channel, bench).await
+            }
             Variant::QueueMt | Variant::QueueCt => queue(&client, channel, bench).await,
             Variant::Resp3Ct => resp3(&client, channel, bench).await,
             Variant::ProductionMt | Variant::ProductionCt => {
@@ -201,9 +242,42 @@ async fn chunks(client: &redis::Client, channel: &str, mut bench: Bench) -> Resu
 }
 // ANCHOR_END: chunks
 
+// ANCHOR: push_queue
+/// Chapter 5's design 4: the connection's push sender puts each message into a bounded queue
+/// that drops (and counts) when full, from inside the read loop; a worker task runs the
+/// handler.
+async fn push_queue(client: &redis::Client, channel: &str, mut bench: Bench) -> Result<()> {
+    let (tx, rx) = bounded(QUEUE_CAPACITY, Overflow::DropNewest);
+    let queue = tx.clone();
+    let (sender, _connection) = lab::push::to_queue(move |msg| {
+        let _dropped_and_counted = queue.push(msg);
+        true
+    });
+    let config = redis::AsyncConnectionConfig::new().set_push_sender(sender);
+    let mut con = lab::push::resp3(client)?
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    con.subscribe(channel).await?;
+    let mut messages = futures::stream::unfold(rx, |mut rx| async move {
+        let msg = rx.recv().await?;
+        Some((msg, rx))
+    })
+    .boxed();
+    bench.ready();
+    while !bench.finished(tx.stats().dropped()) {
+        let Some(msg) = bench.next(&mut messages).await else {
+            break;
+        };
+        bench.handle(msg.get_payload_bytes());
+    }
+    bench.done(tx.stats().dropped())
+}
+// ANCHOR_END: push_queue
+
 // ANCHOR: queue
-/// Chapter 5's design: a reader task drains the stream into a bounded queue that drops (and
-/// counts) when full; a worker task runs the handler.
+/// Chapter 5's counter-example: a reader task drains the stream into a bounded queue that
+/// drops (and counts) when full; a worker task runs the handler. In front of the queue sits
+/// redis-rs's unbounded channel.
 async fn queue(client: &redis::Client, channel: &str, mut bench: Bench) -> Result<()> {
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(channel).await?;
@@ -402,6 +476,7 @@ pub struct Bench {
     latencies: Option<Vec<u64>>,
     cpu_at_ready: Duration,
     sleeps_at_ready: u64,
+    idle_rss_mb: f64,
     // The raw reader counts bytes, not numbered messages: it sets this instead of the tally.
     counted: Option<u64>,
 }
@@ -416,6 +491,7 @@ impl Bench {
             latencies: latency.then(|| Vec::with_capacity(count as usize)),
             cpu_at_ready: Duration::ZERO,
             sleeps_at_ready: 0,
+            idle_rss_mb: 0.0,
             counted: None,
         }
     }
@@ -424,6 +500,7 @@ impl Bench {
     pub fn ready(&mut self) {
         self.cpu_at_ready = measure::own_cpu();
         self.sleeps_at_ready = measure::own_sleeps();
+        self.idle_rss_mb = lab::mem::rss_mb().unwrap_or(0.0);
         println!("READY");
     }
 
@@ -467,12 +544,13 @@ impl Bench {
         let sleeps = measure::own_sleeps().saturating_sub(self.sleeps_at_ready);
         let mut stats = format!(
             "STATS received={} noticed={} bad={} cpu_s={:.6} sleeps={sleeps} peak_rss_mb={:.1} \
-             out_of_order={}",
+             idle_rss_mb={:.1} out_of_order={}",
             self.counted.unwrap_or(self.tally.received()),
             noticed,
             self.bad_payloads,
             cpu.as_secs_f64(),
             lab::mem::peak_rss_mb().unwrap_or(0.0),
+            self.idle_rss_mb,
             self.tally.out_of_order(),
         );
         if let Some(mut latencies) = self.latencies {
