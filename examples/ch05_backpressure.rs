@@ -827,10 +827,11 @@ enum Design {
 }
 
 // ANCHOR: supervise
-/// Keep a reader running until the application aborts it: after an overflow or a dropped
-/// connection, wait until the handler has emptied the queue, then subscribe again. Messages
-/// published in between are lost; the handler notices them as a sequence gap (and, in a real
-/// application, reloads its state from the source of truth).
+/// Keep a reader running until the application aborts it: subscribe again after a lost
+/// connection at once, and after an overflow once the handler has emptied the queue (at
+/// once, it would overflow again). Messages published in between are lost; the handler
+/// notices them as a sequence gap (and, in a real application, reloads its state from the
+/// source of truth).
 async fn supervise(
     design: Design,
     client: redis::Client,
@@ -843,19 +844,20 @@ async fn supervise(
             Design::PushSender => subscribe_into_queue(&client, &channel, &queue).await,
             Design::Stream => read_into_queue(&client, &channel, &queue).await,
         };
+        if queue.is_closed() {
+            return;
+        }
         match read {
-            Ok(Lost::Overflow | Lost::Closed) => {
-                resyncs.fetch_add(1, Ordering::Relaxed);
+            Ok(Lost::Closed) => {}
+            Ok(Lost::Overflow) => {
+                while !queue.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
             }
             // Could not even subscribe: wait a little before trying again.
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
-        if queue.is_closed() {
-            return;
-        }
-        while !queue.is_empty() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        resyncs.fetch_add(1, Ordering::Relaxed);
     }
 }
 // ANCHOR_END: supervise
@@ -1062,7 +1064,7 @@ fn write_chart(runs: &[ChildRun], plan: Plan, buffer_limit: &str) -> Result<Stri
         .filter(|run| {
             matches!(
                 run.scenario,
-                Scenario::UnboundedSlow | Scenario::Queue(Overflow::DropOldest)
+                Scenario::UnboundedSlow | Scenario::Resp3(Overflow::DropOldest)
             )
         })
         .collect();
