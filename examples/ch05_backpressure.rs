@@ -407,7 +407,13 @@ fn run_child(scenario: Scenario, plan: Plan, runtime: Runtime, buffer_limit: &st
         let samples = sampler.finish().await;
         let max_omem = omem.finish();
         let rss_peak = peak_rss_mb().unwrap_or(0.0);
-        outcome.print(scenario, plan, (rss_start, rss_peak), max_omem);
+        // Which limit fired, in Redis's words: its log line gives the buffer at that moment.
+        let closed = server.log_lines("output buffer limits");
+        for line in &closed {
+            println!("server log: {}", line.trim());
+        }
+        let limit = closed.first().map(|line| which_limit(line, buffer_limit));
+        outcome.print(scenario, plan, (rss_start, rss_peak), max_omem, limit);
         println!("SAMPLES {}", format_samples(&samples));
         Ok(())
     })
@@ -445,7 +451,14 @@ impl Outcome {
         self.read = Some(stats.queued + stats.dropped_newest + stats.overflows);
     }
 
-    fn print(&self, scenario: Scenario, plan: Plan, rss: (f64, f64), max_omem: u64) {
+    fn print(
+        &self,
+        scenario: Scenario,
+        plan: Plan,
+        rss: (f64, f64),
+        max_omem: u64,
+        limit: Option<&'static str>,
+    ) {
         let (rss_start, rss_peak) = rss;
         let tally = self.tally.as_ref().expect("every scenario tallies");
         println!(
@@ -477,11 +490,44 @@ impl Outcome {
         .with("resyncs", self.resyncs)
         .with("max_queue", self.max_queue)
         .with("max_omem_kb", max_omem / 1024)
+        .with("limit_fired", limit.unwrap_or("none"))
         .with("rss_start_mb", format!("{rss_start:.1}"))
         .with("rss_peak_mb", format!("{rss_peak:.1}"))
         .with("rss_growth_mb", format!("{:.1}", rss_peak - rss_start))
         .print();
     }
+}
+
+/// Which output buffer limit closed the connection, from Redis's log line ("... omem=N ...
+/// scheduled to be closed ASAP for overcoming of output buffer limits"): the hard one if the
+/// buffer was at or above it then, else the soft one (above it for its seconds).
+fn which_limit(log_line: &str, buffer_limit: &str) -> &'static str {
+    let omem: Option<u64> = log_line
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("omem=")?.parse().ok());
+    let hard = buffer_limit.split_whitespace().next().and_then(redis_bytes);
+    match (omem, hard) {
+        (Some(omem), Some(hard)) if hard > 0 && omem >= hard => "hard",
+        (Some(_), Some(_)) => "soft",
+        _ => "unknown",
+    }
+}
+
+/// A size as redis.conf writes it: `1mb` is 1024 x 1024 bytes, `1m` 1,000,000.
+fn redis_bytes(text: &str) -> Option<u64> {
+    let text = text.to_ascii_lowercase();
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = match &text[digits.len()..] {
+        "" | "b" => 1,
+        "k" => 1_000,
+        "kb" => 1 << 10,
+        "m" => 1_000_000,
+        "mb" => 1 << 20,
+        "g" => 1_000_000_000,
+        "gb" => 1 << 30,
+        _ => return None,
+    };
+    Some(digits.parse::<u64>().ok()? * unit)
 }
 
 /// Messages published so far (for the progress lines of scenario unbounded-capped).
@@ -498,8 +544,9 @@ fn parse_progress(text: &str) -> Option<(u64, u64, f64)> {
     ))
 }
 
-/// Limit this process's address space to what it uses now plus `extra_mb`, as a container's
-/// memory limit would: past it, allocations fail and a Rust program aborts.
+/// Limit this process's address space (`RLIMIT_AS`) to what it uses now plus `extra_mb`:
+/// past it, allocations fail and a Rust program aborts (SIGABRT). A container's cgroup limit
+/// ends the process differently, with the OOM killer's SIGKILL; the messages die either way.
 fn limit_memory(extra_mb: u64) -> Result<()> {
     use nix::sys::resource::{Resource, setrlimit};
     let status = std::fs::read_to_string("/proc/self/status")?;

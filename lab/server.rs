@@ -164,6 +164,20 @@ impl RedisServer {
         redact_url(&self.url)
     }
 
+    /// The lines of a lab-owned server's log that contain `text` (none for a `REDIS_URL`
+    /// server: its log is not ours to read).
+    pub fn log_lines(&self, text: &str) -> Vec<String> {
+        let Some(owned) = &self.owned else {
+            return Vec::new();
+        };
+        fs::read_to_string(owned.log_path())
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.contains(text))
+            .map(str::to_string)
+            .collect()
+    }
+
     /// A redis 1.x client for this server.
     pub fn client(&self) -> Result<redis::Client> {
         redis::Client::open(self.url.as_str())

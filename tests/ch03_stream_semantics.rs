@@ -134,3 +134,44 @@ fn the_gap_adapter_agrees_with_the_tally_on_many_hole_patterns() {
         assert_eq!(gaps, expected, "sent {sent}, arrived {arrived:?}");
     }
 }
+
+/// What the server counts, and what it does not: `CLIENT LIST` shows each subscriber's output
+/// buffer (`omem`, `tot-mem`), and Redis 7.0 has no `client_output_buffer_limit_disconnections`
+/// in `INFO stats` (PR #12476 added it after 7.2.0; a newer server must have it).
+#[test]
+fn the_server_shows_buffers_not_which_messages_were_lost() {
+    let server = lab::RedisServer::start().unwrap();
+    let client = server.client().unwrap();
+    let mut subscriber = client.get_connection().unwrap();
+    let mut pubsub = subscriber.as_pubsub();
+    pubsub.subscribe("ch03:counted").unwrap();
+    let mut con = client.get_connection().unwrap();
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query(&mut con)
+        .unwrap();
+    assert!(
+        list.contains(" omem=") && list.contains(" tot-mem="),
+        "{list}"
+    );
+    let stats: String = redis::cmd("INFO").arg("stats").query(&mut con).unwrap();
+    let server_info: String = redis::cmd("INFO").arg("server").query(&mut con).unwrap();
+    let version = server_info
+        .lines()
+        .find_map(|line| line.strip_prefix("redis_version:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let (major, minor): (u32, u32) = {
+        let mut parts = version.split('.').map(|p| p.parse().unwrap());
+        (parts.next().unwrap(), parts.next().unwrap())
+    };
+    let has_counter = stats.contains("client_output_buffer_limit_disconnections:");
+    assert_eq!(
+        has_counter,
+        (major, minor) >= (7, 4),
+        "Redis {version}:\n{stats}"
+    );
+}

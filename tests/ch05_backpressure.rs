@@ -32,6 +32,9 @@ fn old_release_slow_handler_is_disconnected_and_the_stream_just_ends() -> Result
     let results = run("old-slow-stream", "2")?;
     let r = find(&results, "old-slow-stream", lab::REDIS_0_25)?;
     assert_eq!(number(r, "disconnects"), 1.0, "{r}");
+    // Redis's log line says which limit closed it: the buffer was past the 1 MB hard limit
+    // (at 10 MB/s published, the soft limit's second never comes).
+    assert_eq!(r.get("limit_fired"), Some("hard"), "{r}");
     assert_eq!(r.get("gap_free_prefix"), Some("true"), "{r}");
     assert!(r.lost > r.sent / 4, "most of the run is lost: {r}");
     // PUBLISH replies counted messages as queued for our subscriber that never arrived.
@@ -65,6 +68,7 @@ fn current_release_blocking_handler_is_disconnected() -> Result<()> {
     let results = run("blocking-handler", "2")?;
     let r = find(&results, "blocking-handler", lab::REDIS_CURRENT)?;
     assert_eq!(number(r, "disconnects"), 1.0, "{r}");
+    assert_eq!(r.get("limit_fired"), Some("hard"), "{r}");
     assert_eq!(r.get("gap_free_prefix"), Some("true"), "{r}");
     assert!(r.lost > r.sent / 4, "{r}");
     assert_eq!(r.noticed, 0, "{r}");
