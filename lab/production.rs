@@ -214,7 +214,7 @@ pub enum Event {
         channels: usize,
         patterns: usize,
     },
-    /// The connection was lost; the reader reconnects.
+    /// The connection was lost; the supervisor reconnects.
     Disconnected { reason: String },
     /// A reconnection attempt failed; the next one comes after `retry_in`.
     ConnectFailed { error: String, retry_in: Duration },
@@ -345,7 +345,9 @@ impl Counter {
     }
 }
 
-/// The reader's counters (written by the reader task only).
+/// The reading side's counters. `received`, `oversized`, `gaps` and `missing` are written
+/// only under the intake's lock (so by one read loop at a time), `reconnects` and
+/// `unknown_gaps` only by the supervisor: each counter has one writer at a time.
 #[derive(Default)]
 struct ReaderCounters {
     received: Counter,
