@@ -1,5 +1,9 @@
 //! Chapter 2's claims, checked by running `examples/ch02_dropped_buffer.rs` (the library-free
-//! model) and `examples/ch02_other_losses.rs` against a real redis-server.
+//! model) and `examples/ch02_other_losses.rs` against a real redis-server, then the current
+//! release's claims on 1.8.1 and 2.0.0-rc.2 from one shared body (`ch02_claims!`).
+
+#[macro_use]
+mod releases;
 
 use lab::report::find;
 use lab::{REDIS_0_25, REDIS_CURRENT, ResultLine};
@@ -47,4 +51,105 @@ fn old_release_loses_around_subscribe_and_current_release_does_not() {
         assert!(result.sent > 0, "{result}");
         assert_eq!(result.lost, 0, "{result}");
     }
+}
+
+/// The `client=` name of redis 2.0.0-rc.2 (the lab names only the releases it is built with).
+const REDIS_2_0: &str = "redis-2.0.0-rc.2";
+
+/// Chapter 2's claims about the current release (nothing lost around `subscribe()`), as one
+/// body for any release: expanded where `redis` is that release, `$client` its `client=` name.
+macro_rules! ch02_claims {
+    ($client:expr) => {
+        release_helpers!();
+        const CLIENT: &str = $client;
+
+        /// Read until every delivery the publisher was told about arrived, or the stream is
+        /// quiet after the publisher finished. Counts only messages on `channel`.
+        async fn read_channel<S: Stream<Item = redis::Msg> + Unpin>(
+            messages: &mut S,
+            channel: &str,
+            publishing: &tokio::task::JoinHandle<u64>,
+        ) -> (u64, bool) {
+            let mut received = 0;
+            loop {
+                match tokio::time::timeout(Duration::from_millis(300), messages.next()).await {
+                    Ok(Some(msg)) if msg.get_channel_name() == channel => received += 1,
+                    Ok(Some(_other)) => {}
+                    Ok(None) => return (received, true),
+                    Err(_quiet) if publishing.is_finished() => return (received, false),
+                    Err(_quiet) => {}
+                }
+            }
+        }
+
+        /// Messages arriving with the `subscribe()` reply: a burst already under way when the
+        /// subscriber subscribes. Every delivery the server counted must arrive.
+        async fn subscribe_reply(url: &str) -> ResultLine {
+            let channel = lab::unique_channel("ch02:reply");
+            let publishing =
+                tokio::spawn(publish(url.into(), channel.clone(), 0..20_000, 1000, None));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let mut pubsub = subscriber(url, &channel).await;
+            let (received, ended) =
+                read_channel(&mut pubsub.on_message(), &channel, &publishing).await;
+            let heard = publishing.await.unwrap();
+            ResultLine::new("subscribe-reply", CLIENT, heard, received, 0)
+                .with("stream_ended", ended)
+        }
+
+        /// Messages arriving while re-subscribing: 1000 read, the stream dropped, a second
+        /// channel subscribed, the rest read from a new stream.
+        async fn resubscribe(url: &str) -> ResultLine {
+            let first = lab::unique_channel("ch02:first");
+            let second = lab::unique_channel("ch02:second");
+            let mut pubsub = subscriber(url, &first).await;
+            let pause = Some(Duration::from_millis(1)); // about 10,000 a second
+            let publishing = tokio::spawn(publish(url.into(), first.clone(), 0..5_000, 10, pause));
+            let mut received = 0u64;
+            {
+                let mut messages = pubsub.on_message();
+                while received < 1000 {
+                    match tokio::time::timeout(QUIET, messages.next()).await {
+                        Ok(Some(_msg)) => received += 1,
+                        _ => break,
+                    }
+                }
+            }
+            pubsub
+                .subscribe(&second)
+                .await
+                .expect("subscribe mid-stream");
+            let (rest, ended) = read_channel(&mut pubsub.on_message(), &first, &publishing).await;
+            let heard = publishing.await.unwrap();
+            ResultLine::new("resubscribe", CLIENT, heard, received + rest, 0)
+                .with("stream_ended", ended)
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn nothing_is_lost_with_the_subscribe_reply_or_while_resubscribing() {
+            let server = lab::RedisServer::start().unwrap();
+            for _ in 0..3 {
+                for result in [
+                    subscribe_reply(server.url()).await,
+                    resubscribe(server.url()).await,
+                ] {
+                    result.print();
+                    assert!(result.sent > 0, "{result}");
+                    assert_eq!(result.lost, 0, "{result}");
+                    assert_eq!(result.get("stream_ended"), Some("false"), "{result}");
+                }
+            }
+        }
+    };
+}
+
+/// The shared body on the release the lab is built with (the example above checks it too).
+mod redis_1_8_1 {
+    ch02_claims!(lab::REDIS_CURRENT);
+}
+
+/// The shared body on the next major release.
+mod redis_2_0_0_rc_2 {
+    use redis_2_0 as redis;
+    ch02_claims!(super::REDIS_2_0);
 }

@@ -1,5 +1,9 @@
 //! Chapter 4's claims, checked by running its examples against real redis-servers (each
-//! example starts its own) and reading their RESULT lines.
+//! example starts its own) and reading their RESULT lines, then the same claims on 1.8.1 and
+//! 2.0.0-rc.2 from one shared body (`ch04_claims!`).
+
+#[macro_use]
+mod releases;
 
 use lab::ResultLine;
 use lab::report::find;
@@ -105,4 +109,238 @@ fn since_1_8_subscribe_waits_for_every_confirmation_and_before_a_ping_got_one() 
     let current = find(&results, "subscribe-many-then-ping", lab::REDIS_CURRENT).unwrap();
     assert_eq!(current.get("ping_misattributed"), Some("0"), "{current}");
     assert_eq!(current.lost, 0, "{current}");
+}
+
+/// The `client=` name of redis 2.0.0-rc.2 (the lab names only the releases it is built with).
+const REDIS_2_0: &str = "redis-2.0.0-rc.2";
+
+/// Chapter 4's claims about the modern API, as one body for any release: expanded where
+/// `redis` is that release, `$client` its `client=` name.
+macro_rules! ch04_claims {
+    ($client:expr) => {
+        release_helpers!();
+        const CLIENT: &str = $client;
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn an_owned_stream_in_a_spawned_task_receives_100000_in_order() {
+            let server = lab::RedisServer::start().unwrap();
+            let channel = lab::unique_channel("ch04:owned");
+            let messages = subscriber(server.url(), &channel).await.into_on_message();
+            let sent = 100_000;
+            let consumer = tokio::spawn(async move {
+                let (mut messages, mut tally) = (messages, Tally::new(sent));
+                read_stream(&mut messages, &mut tally, Duration::ZERO).await;
+                tally
+            });
+            publish(server.url().into(), channel, 0..sent, 1000, None).await;
+            let tally = consumer.await.unwrap();
+            let result = ResultLine::from_tally("into-on-message", CLIENT, &tally, 0)
+                .with("out_of_order", tally.out_of_order());
+            result.print();
+            assert_eq!((result.sent, result.lost), (sent, 0), "{result}");
+            assert_eq!(result.get("out_of_order"), Some("0"), "{result}");
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn split_resubscribing_during_a_burst_loses_nothing_and_the_sink_fails_without_its_stream()
+         {
+            let server = lab::RedisServer::start().unwrap();
+            let url = server.url().to_string();
+            let main = lab::unique_channel("ch04:split:main");
+            let (mut sink, mut stream) = client(&url).get_async_pubsub().await.unwrap().split();
+            sink.subscribe(&main).await.unwrap();
+            let sent = 100_000;
+            let main_name = main.clone();
+            let consumer = tokio::spawn(async move {
+                let (mut tally, mut markers) = (Tally::new(sent), 0);
+                while let Ok(Some(msg)) = tokio::time::timeout(QUIET, stream.next()).await {
+                    if msg.get_channel_name() == main_name {
+                        tally.record(lab::seq_of(msg.get_payload_bytes()).unwrap());
+                    } else {
+                        markers += 1;
+                    }
+                    if tally.received() == sent && markers == 10 {
+                        break;
+                    }
+                }
+                (tally, markers)
+            });
+            let publishing = tokio::spawn(publish(url.clone(), main.clone(), 0..sent, 1000, None));
+            let mut con = client(&url).get_multiplexed_async_connection().await.unwrap();
+            let mut other = sink.clone();
+            let mut during_burst = 0;
+            for i in 0..10 {
+                let extra = lab::unique_channel("ch04:split:extra");
+                during_burst += u64::from(!publishing.is_finished());
+                other.subscribe(&extra).await.unwrap(); // confirmed when it returns
+                redis::cmd("PUBLISH")
+                    .arg(&extra)
+                    .arg(format!("marker {i}"))
+                    .exec_async(&mut con)
+                    .await
+                    .unwrap();
+                other.unsubscribe(&extra).await.unwrap();
+            }
+            publishing.await.unwrap();
+            let (tally, markers) = consumer.await.unwrap(); // the stream is dropped with it
+            let after = sink.subscribe(&main).await;
+            let result = ResultLine::from_tally("split-resubscribe", CLIENT, &tally, 0)
+                .with("markers", markers)
+                .with("during_burst", during_burst)
+                .with("sink_after_stream_drop", if after.is_ok() { "ok" } else { "error" });
+            result.print();
+            assert_eq!((result.sent, result.lost), (sent, 0), "{result}");
+            assert_eq!(result.get("markers"), Some("10"), "{result}");
+            assert!(during_burst >= 1, "{result}");
+            assert_eq!(result.get("sink_after_stream_drop"), Some("error"), "{result}");
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_channel_subscribed_by_name_and_by_pattern_delivers_every_message_twice() {
+            let server = lab::RedisServer::start().unwrap();
+            let prefix = lab::unique_channel("ch04:rooms");
+            let kitchen = format!("{prefix}:kitchen");
+            let mut pubsub = subscriber(server.url(), &kitchen).await;
+            pubsub.psubscribe(format!("{prefix}:*")).await.unwrap();
+            let sent = 1000;
+            publish(server.url().into(), kitchen, 0..sent, 1000, None).await;
+            let mut tally = Tally::new(sent);
+            let mut deliveries = 0;
+            let mut messages = pubsub.on_message();
+            while let Ok(Some(msg)) = tokio::time::timeout(QUIET, messages.next()).await {
+                deliveries += 1;
+                tally.record(lab::seq_of(msg.get_payload_bytes()).unwrap());
+                if deliveries == 2 * sent {
+                    break;
+                }
+            }
+            let result = ResultLine::from_tally("subscribe-and-psubscribe", CLIENT, &tally, 0)
+                .with("kitchen_deliveries", deliveries);
+            result.print();
+            assert_eq!(result.lost, 0, "{result}");
+            assert_eq!(deliveries, 2 * sent, "{result}");
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_resp3_push_sender_gets_every_message_and_the_disconnection() {
+            let server = lab::RedisServer::start().unwrap();
+            let channel = lab::unique_channel("ch04:resp3");
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let config = redis::AsyncConnectionConfig::new().set_push_sender(tx);
+            let resp3 = client(&format!("{}?protocol=resp3", server.url()));
+            let mut con = resp3
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .unwrap();
+            con.subscribe(&channel).await.unwrap();
+            let sent = 100_000;
+            publish(server.url().into(), channel.clone(), 0..sent, 1000, None).await;
+            let (mut tally, mut kinds) = (Tally::new(sent), std::collections::BTreeMap::new());
+            let mut killed = false;
+            while let Ok(Some(push)) = tokio::time::timeout(QUIET, rx.recv()).await {
+                *kinds.entry(format!("{:?}", push.kind)).or_insert(0u64) += 1;
+                match push.kind {
+                    redis::PushKind::Disconnection => break,
+                    redis::PushKind::Message => {
+                        let msg = redis::Msg::from_push_info(push).unwrap();
+                        tally.record(lab::seq_of(msg.get_payload_bytes()).unwrap());
+                    }
+                    _ => {}
+                }
+                if tally.received() == sent && !killed {
+                    killed = true;
+                    con.unsubscribe(&channel).await.unwrap();
+                    let id: i64 = redis::cmd("CLIENT").arg("ID").query_async(&mut con).await.unwrap();
+                    let mut admin = client(server.url()).get_multiplexed_async_connection().await.unwrap();
+                    redis::cmd("CLIENT").arg("KILL").arg("ID").arg(id).exec_async(&mut admin).await.unwrap();
+                }
+            }
+            let count = |kind: &str| kinds.get(kind).copied().unwrap_or(0);
+            let result = ResultLine::from_tally("resp3-push-sender", CLIENT, &tally, 0)
+                .with("subscribe_pushes", count("Subscribe"))
+                .with("unsubscribe_pushes", count("Unsubscribe"))
+                .with("disconnection_pushes", count("Disconnection"));
+            result.print();
+            assert_eq!((result.sent, result.lost), (sent, 0), "{result}");
+            for kind in ["subscribe_pushes", "unsubscribe_pushes", "disconnection_pushes"] {
+                assert_eq!(result.get(kind), Some("1"), "{result}");
+            }
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn subscribe_returns_after_every_confirmation_so_a_ping_gets_its_own_answer() {
+            let server = lab::RedisServer::start().unwrap();
+            let prefix = lab::unique_channel("ch04:confirm");
+            let many: Vec<String> = (0..1000).map(|i| format!("{prefix}:{i}")).collect();
+            let (mut rounds, mut pongs) = (0, 0);
+            for _ in 0..5 {
+                let (mut sink, _stream) = client(server.url()).get_async_pubsub().await.unwrap().split();
+                let mut other = sink.clone();
+                let (subscribed, pong) =
+                    tokio::join!(sink.subscribe(&many), other.ping::<Vec<String>>());
+                subscribed.unwrap();
+                rounds += 1;
+                pongs += u64::from(format!("{pong:?}").contains("pong"));
+            }
+            let result = ResultLine::new("subscribe-many-then-ping", CLIENT, rounds, pongs, 0)
+                .with("ping_misattributed", rounds - pongs);
+            result.print();
+            assert_eq!(result.get("ping_misattributed"), Some("0"), "{result}");
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn an_early_publisher_loses_what_nobody_heard_and_subscribe_then_signal_loses_nothing()
+         {
+            let server = lab::RedisServer::start().unwrap();
+            let url = server.url().to_string();
+            // Early: the publisher starts before the subscription exists.
+            let early = lab::unique_channel("ch04:early");
+            let sent = 20_000;
+            let pause = Some(Duration::from_millis(1));
+            let publishing = tokio::spawn(publish(url.clone(), early.clone(), 0..sent, 100, pause));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let mut pubsub = subscriber(&url, &early).await;
+            let mut tally = Tally::new(sent);
+            let heard = {
+                let mut messages = pubsub.on_message();
+                loop {
+                    match tokio::time::timeout(Duration::from_millis(300), messages.next()).await {
+                        Ok(Some(msg)) => tally.record(lab::seq_of(msg.get_payload_bytes()).unwrap()),
+                        _ if publishing.is_finished() => break publishing.await.unwrap(),
+                        _ => {}
+                    }
+                }
+            };
+            let prefix = tally.missing().first().map(|r| *r.start() == 0 && tally.missing().len() == 1);
+            let result = ResultLine::from_tally("early-publisher", CLIENT, &tally, 0)
+                .with("unheard", sent - heard)
+                .with("missing_is_prefix", prefix.unwrap_or(false));
+            result.print();
+            assert!(result.lost > 0, "the race did not happen: {result}");
+            assert_eq!(result.lost, sent - heard, "{result}");
+            assert_eq!(result.get("missing_is_prefix"), Some("true"), "{result}");
+            // Ordered: subscribe, await the confirmation, then signal the publisher.
+            let ordered = lab::unique_channel("ch04:ordered");
+            let mut pubsub = subscriber(&url, &ordered).await; // confirmed
+            let heard = publish(url.clone(), ordered, 0..500, 100, None).await; // the signal
+            let mut tally = Tally::new(500);
+            read_stream(&mut pubsub.on_message(), &mut tally, Duration::ZERO).await;
+            let result = ResultLine::from_tally("subscribe-then-signal", CLIENT, &tally, 0)
+                .with("unheard", 500 - heard);
+            result.print();
+            assert_eq!((result.sent, result.lost), (500, 0), "{result}");
+            assert_eq!(result.get("unheard"), Some("0"), "{result}");
+        }
+    };
+}
+
+/// The shared body on the release the lab is built with (the examples above check it too).
+mod redis_1_8_1 {
+    ch04_claims!(lab::REDIS_CURRENT);
+}
+
+/// The shared body on the next major release.
+mod redis_2_0_0_rc_2 {
+    use redis_2_0 as redis;
+    ch04_claims!(super::REDIS_2_0);
 }
