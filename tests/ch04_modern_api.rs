@@ -111,6 +111,57 @@ fn since_1_8_subscribe_waits_for_every_confirmation_and_before_a_ping_got_one() 
     assert_eq!(current.lost, 0, "{current}");
 }
 
+/// Moving to redis 2.0: 2.0.0-rc.2's `PubSubStream` spends no Tokio budget (#2529). On a
+/// current-thread runtime with a backlog in the stream's channel, 1.8.1's `ready_chunks(1024)`
+/// stops at 128 and 2.0's does not; 2.0's plain consumer loop lets no other task run until the
+/// backlog is drained, and `consume_budget()` per message restores the yields.
+#[test]
+fn on_2_0_the_stream_spends_no_tokio_budget_and_consume_budget_restores_the_yields() {
+    let results = results("ch04_redis2_budget", true);
+    let old = find(&results, "ready-chunks", lab::REDIS_CURRENT).unwrap();
+    assert_eq!(old.lost, 0, "{old}");
+    assert!(old.get_f64("largest").unwrap() <= 128.0, "{old}");
+    let next = find(&results, "ready-chunks", REDIS_2_0).unwrap();
+    assert_eq!(next.lost, 0, "{next}");
+    // Measured: 1024, the most ready_chunks(1024) may return. Margin: well above 128.
+    assert!(next.get_f64("largest").unwrap() >= 256.0, "{next}");
+    let busy = find(&results, "busy-loop", REDIS_2_0).unwrap();
+    assert_eq!(busy.lost, 0, "{busy}");
+    assert_eq!(busy.get("ticker_runs"), Some("0"), "{busy}");
+    for client in [REDIS_2_0, lab::REDIS_CURRENT] {
+        let yielding = find(&results, "busy-loop-consume-budget", client).unwrap();
+        assert_eq!(yielding.lost, 0, "{yielding}");
+        assert!(
+            yielding.get_f64("ticker_runs").unwrap() >= 1.0,
+            "{yielding}"
+        );
+    }
+}
+
+/// Moving to redis 2.0: a push sender of one's own, written for 2.0's `SendError` and
+/// `PushInfo`, counts every push it drops.
+#[test]
+fn on_2_0_a_bounded_push_sender_counts_every_push_it_drops() {
+    let results = results("ch04_redis2_push_sender", false);
+    let bounded = find(&results, "bounded-push-sender", REDIS_2_0).unwrap();
+    assert!(bounded.lost > 0, "the queue never filled: {bounded}");
+    assert_eq!(bounded.silent_loss(), 0, "{bounded}");
+    assert!(bounded.received >= 1000, "{bounded}");
+}
+
+/// Moving to redis 2.0: TCP_NODELAY is on by default (#2196), read back from the socket.
+#[test]
+fn on_2_0_tcp_nodelay_is_on_by_default_and_set_nodelay_false_turns_it_off() {
+    let results = results("ch04_redis2_nodelay", false);
+    let nodelay = |client: &str| {
+        let result = find(&results, "tcp-nodelay", client).unwrap();
+        result.get("nodelay").unwrap().to_string()
+    };
+    assert_eq!(nodelay(lab::REDIS_CURRENT), "false");
+    assert_eq!(nodelay(REDIS_2_0), "true");
+    assert_eq!(nodelay(&format!("{REDIS_2_0}-nodelay_false")), "false");
+}
+
 /// The `client=` name of redis 2.0.0-rc.2 (the lab names only the releases it is built with).
 const REDIS_2_0: &str = "redis-2.0.0-rc.2";
 
