@@ -51,7 +51,7 @@ async fn run(
     // Every message's number comes from its payload; a payload that is not numbered passes
     // through unchecked. Numbering starts at 0, so a lost beginning is a gap too.
     let mut checked = DetectGaps::new(pubsub.into_on_message(), |msg: &redis::Msg| {
-        lab::seq_of(msg.get_payload_bytes()).ok()
+        lab::mark_of(msg.get_payload_bytes()).ok()
     })
     .starting_at(0);
     // ANCHOR_END: wrap

@@ -19,7 +19,7 @@ const QUIET: Duration = Duration::from_secs(1);
 /// A consumer that owns its stream: `'static`, so it can be spawned.
 async fn consume(messages: redis::aio::PubSubStream, sent: u64) -> anyhow::Result<(Tally, u64)> {
     let mut checked = DetectGaps::new(messages, |msg: &redis::Msg| {
-        lab::seq_of(msg.get_payload_bytes()).ok()
+        lab::mark_of(msg.get_payload_bytes()).ok()
     })
     .starting_at(0);
     let mut tally = Tally::new(sent);

@@ -34,7 +34,7 @@ async fn consume(
     // Only the main channel is numbered 0..sent; markers pass through unchecked.
     let mut checked = DetectGaps::new(messages, |msg: &redis::Msg| {
         on_main(msg)
-            .then(|| lab::seq_of(msg.get_payload_bytes()).ok())
+            .then(|| lab::mark_of(msg.get_payload_bytes()).ok())
             .flatten()
     })
     .starting_at(0);

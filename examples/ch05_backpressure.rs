@@ -15,15 +15,16 @@ use std::fmt;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use futures::{Stream, StreamExt};
-use lab::gaps::DetectGaps;
+use lab::gaps::{DetectGaps, Tracker};
 use lab::mem::{RssSampler, peak_rss_mb, rss_mb};
+use lab::message::{Identity, Mark};
 use lab::overflow::{Overflow, Pushed, QueueReceiver, QueueSender, QueueStats, bounded};
 use lab::push::Lost;
 use lab::{PublishReport, Publisher, RedisServer, ResultLine, Tally};
@@ -653,21 +654,34 @@ fn start_publisher(
 ) -> oneshot::Receiver<Result<PublishReport>> {
     let (done, report) = oneshot::channel();
     let url = url.to_string();
+    // A named publisher with heartbeats (chapter 3): what it says on the channel is all a
+    // subscriber can know about what was sent.
     let publisher = Publisher::new(channel)
+        .named(Identity::new("ch05"))
         .payload_size(plan.payload)
         .pipeline_len(PUBLISH_BATCH as usize);
     std::thread::spawn(move || {
-        let result = (|| -> Result<PublishReport> {
+        let result = (|| -> Result<()> {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             runtime.block_on(async {
                 let client = redis::Client::open(url.as_str())?;
                 let mut con = client.get_multiplexed_async_connection().await?;
-                publish_paced(&publisher, &mut con, plan).await
+                let report = publish_paced(&publisher, &mut con, plan).await;
+                let sent = report.as_ref().map_or(0, |report| report.sent);
+                let _ = done.send(report);
+                // A long-lived publisher keeps saying how much it sent, until the process
+                // ends: a subscriber that lost the tail, or reconnected late, learns it so.
+                loop {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    publisher.heartbeat(&mut con, sent).await?;
+                }
             })
         })();
-        let _ = done.send(result);
+        if let Err(error) = result {
+            eprintln!("publisher: {error:#}");
+        }
     });
     report
 }
@@ -718,15 +732,15 @@ async fn handle(plan: Plan, publishing: bool) {
     }
 }
 
-fn seq(msg: &Msg) -> Option<u64> {
-    lab::seq_of(msg.get_payload_bytes()).ok()
+fn payload(msg: &Msg) -> &[u8] {
+    msg.get_payload_bytes()
 }
 
 /// Read `stream` with a handler, until it ends or is quiet after the publisher stopped.
 /// `blocking`: the handler blocks the thread instead of awaiting.
 async fn consume<S, M>(
     stream: S,
-    seq_of: impl Fn(&M) -> Option<u64>,
+    payload: for<'a> fn(&'a M) -> &'a [u8],
     publishing: oneshot::Receiver<Result<PublishReport>>,
     plan: Plan,
     blocking: bool,
@@ -736,7 +750,9 @@ where
 {
     let mut tally = Tally::new(plan.messages);
     let mut outcome = Outcome::default();
-    let mut checked = DetectGaps::new(stream, |msg: &M| seq_of(msg)).starting_at(0);
+    // Chapter 3's detector: gaps between messages, and what heartbeats say (it swallows them).
+    let mut checked =
+        DetectGaps::new(stream, |msg: &M| lab::mark_of(payload(msg)).ok()).starting_at(0);
     let mut publishing = Some(publishing);
     let mut last_progress = std::time::Instant::now();
     loop {
@@ -762,7 +778,7 @@ where
         };
         match next {
             Some(Ok(msg)) => {
-                if let Some(seq) = seq_of(&msg) {
+                if let Ok(seq) = lab::seq_of(payload(&msg)) {
                     tally.record(seq);
                 }
                 if blocking && publishing.is_some() {
@@ -785,8 +801,8 @@ where
         outcome.publish = rx.await.context("publisher thread")??;
     }
     outcome.gaps_missing = checked.stats().missing;
-    // What the subscriber noticed: the holes between messages that arrived. The loss after
-    // the last one is invisible to it.
+    // What the subscriber noticed: the holes between messages that arrived, and what the
+    // heartbeats it still heard said. After a disconnect it hears nothing more.
     outcome.noticed = outcome.gaps_missing;
     outcome.tally = Some(tally);
     Ok(outcome)
@@ -806,8 +822,10 @@ async fn old_slow_stream(server: &RedisServer, channel: &str, plan: Plan) -> Res
     let messages = pubsub.on_message(); // one stream for the whole run, as it should be
     // ANCHOR_END: old_stream
     let publishing = start_publisher(server.url(), channel, plan);
-    let seq_of = |msg: &redis_0_25::Msg| lab::seq_of(msg.get_payload_bytes()).ok();
-    consume(messages, seq_of, publishing, plan, false).await
+    fn payload(msg: &redis_0_25::Msg) -> &[u8] {
+        msg.get_payload_bytes()
+    }
+    consume(messages, payload, publishing, plan, false).await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -829,7 +847,7 @@ async fn current_stream(
     let messages = pubsub.into_on_message(); // drained by redis-rs's own task, unbounded
     // ANCHOR_END: current_stream
     let publishing = start_publisher(server.url(), channel, plan);
-    consume(messages, seq, publishing, plan, blocking).await
+    consume(messages, payload, publishing, plan, blocking).await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -847,22 +865,45 @@ async fn read_into_queue(
     client: &redis::Client,
     channel: &str,
     queue: &QueueSender<Msg>,
+    tracker: &Mutex<Tracker>,
 ) -> Result<Lost> {
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(channel).await?;
     let mut messages = pubsub.into_on_message();
     while let Some(msg) = messages.next().await {
-        match queue.push(msg) {
-            // A full queue under a drop policy: the queue dropped one message and counted it.
-            Pushed::Queued | Pushed::DroppedNewest(_) | Pushed::DroppedOldest(_) => {}
+        match take_in(tracker, queue, msg) {
+            // A heartbeat, or a full queue under a drop policy: the queue dropped one message
+            // and counted it.
+            None | Some(Pushed::Queued | Pushed::DroppedNewest(_) | Pushed::DroppedOldest(_)) => {}
             // A full queue under `Disconnect`: stop reading, the caller resyncs.
-            Pushed::Overflowed(_) => return Ok(Lost::Overflow),
-            Pushed::Closed(_) => break,
+            Some(Pushed::Overflowed(_)) => return Ok(Lost::Overflow),
+            Some(Pushed::Closed(_)) => break,
         }
     }
     Ok(Lost::Closed)
 }
 // ANCHOR_END: reader
+
+// ANCHOR: take_in
+/// What every reader does with a message before the queue: count it with chapter 3's
+/// tracker (a heartbeat stops here: no queue policy may drop it), then queue it. The tracker
+/// outlives connections, so a gap across a reconnect is counted too. `None`: a heartbeat.
+fn take_in(tracker: &Mutex<Tracker>, queue: &QueueSender<Msg>, msg: Msg) -> Option<Pushed<Msg>> {
+    let mut tracker = tracker.lock().unwrap_or_else(PoisonError::into_inner);
+    match lab::mark_of(msg.get_payload_bytes()) {
+        Ok(mark @ Mark::Heartbeat { .. }) => {
+            tracker.observe(mark);
+            return None;
+        }
+        Ok(mark) => {
+            tracker.observe(mark);
+        }
+        Err(_) => tracker.unnumbered(),
+    }
+    drop(tracker);
+    Some(queue.push(msg))
+}
+// ANCHOR_END: take_in
 
 /// How a design reads the subscription into the queue.
 #[derive(Clone, Copy)]
@@ -876,20 +917,21 @@ enum Design {
 // ANCHOR: supervise
 /// Keep a reader running until the application aborts it: subscribe again after a lost
 /// connection at once, and after an overflow once the handler has emptied the queue (at
-/// once, it would overflow again). Messages published in between are lost; the handler
-/// notices them as a sequence gap (and, in a real application, reloads its state from the
-/// source of truth).
+/// once, it would overflow again). Messages published in between are lost; the tracker
+/// notices them as a sequence gap at the next message or heartbeat (and a real application
+/// reloads its state from the source of truth).
 async fn supervise(
     design: Design,
     client: redis::Client,
     channel: String,
     queue: QueueSender<Msg>,
+    tracker: Arc<Mutex<Tracker>>,
     resyncs: Arc<AtomicU64>,
 ) {
     loop {
         let read = match design {
-            Design::PushSender => subscribe_into_queue(&client, &channel, &queue).await,
-            Design::Stream => read_into_queue(&client, &channel, &queue).await,
+            Design::PushSender => subscribe_into_queue(&client, &channel, &queue, &tracker).await,
+            Design::Stream => read_into_queue(&client, &channel, &queue, &tracker).await,
         };
         if queue.is_closed() {
             return;
@@ -910,19 +952,13 @@ async fn supervise(
 // ANCHOR_END: supervise
 
 // ANCHOR: handler
-/// The handler side, shared by the queue designs: take messages from the queue, check their
-/// sequence numbers with chapter 3's gap detector, handle each one.
+/// The handler side, shared by the queue designs: take messages from the queue, handle each
+/// one. (The reader counted them on the way in.)
 async fn handle_from_queue(
-    queue: QueueReceiver<Msg>,
+    mut queue: QueueReceiver<Msg>,
     publishing: oneshot::Receiver<Result<PublishReport>>,
     plan: Plan,
 ) -> Result<Outcome> {
-    // The queue as a Stream, so that the gap detector can wrap it.
-    let stream = futures::stream::unfold(queue, |mut queue| async move {
-        let msg = queue.recv().await?;
-        Some((msg, queue))
-    });
-    let mut checked = Box::pin(DetectGaps::new(stream, seq).starting_at(0));
     // ANCHOR_END: handler
     let mut tally = Tally::new(plan.messages);
     let mut outcome = Outcome::default();
@@ -933,14 +969,13 @@ async fn handle_from_queue(
             outcome.backlog_at_end = plan.messages.saturating_sub(tally.received());
             publishing = None;
         }
-        match tokio::time::timeout(quiet(), checked.next()).await {
-            Ok(Some(Ok(msg))) => {
-                if let Some(seq) = seq(&msg) {
+        match tokio::time::timeout(quiet(), queue.recv()).await {
+            Ok(Some(msg)) => {
+                if let Ok(seq) = lab::seq_of(msg.get_payload_bytes()) {
                     tally.record(seq);
                 }
                 handle(plan, publishing.is_some()).await;
             }
-            Ok(Some(Err(_gap))) => {}
             // The queue was closed: the connection behind it is gone (RESP3 design).
             Ok(None) => {
                 outcome.disconnects += 1;
@@ -953,17 +988,6 @@ async fn handle_from_queue(
     if let Some(rx) = publishing {
         outcome.publish = rx.await.context("publisher thread")??;
     }
-    // ANCHOR: noticed
-    // What this subscriber noticed: the holes between messages that arrived (the queue's
-    // drops, and what was published while it was disconnected) ...
-    outcome.gaps_missing = checked.stats().missing;
-    // ... and the messages after the last one that arrived, which no gap can show. A final
-    // resync finds them: compare with the source of truth (in a real application, the state
-    // you reload; here, the number of messages the publisher says it sent).
-    let expected_next = checked.expected_next().unwrap_or(0);
-    let tail = outcome.publish.sent.saturating_sub(expected_next);
-    outcome.noticed = outcome.gaps_missing + tail;
-    // ANCHOR_END: noticed
     outcome.tally = Some(tally);
     Ok(outcome)
 }
@@ -977,12 +1001,14 @@ async fn queue_design(
     let client = lab::connect::open(server.url()).await?;
     // ANCHOR: queue_design
     let (queue, received) = bounded(plan.capacity, policy);
+    let tracker = Arc::new(Mutex::new(Tracker::starting_at(0)));
     let resyncs = Arc::new(AtomicU64::new(0));
     let reader = tokio::spawn(supervise(
         Design::Stream,
         client,
         channel.to_string(),
         queue.clone(),
+        tracker.clone(),
         resyncs.clone(),
     ));
     // ANCHOR_END: queue_design
@@ -990,11 +1016,39 @@ async fn queue_design(
     wait_for_subscriber(server, channel).await?;
     let publishing = start_publisher(server.url(), channel, plan);
     let mut outcome = handle_from_queue(received, publishing, plan).await?;
+    count_noticed(&mut outcome, &tracker).await;
     reader.abort();
     outcome.resyncs = resyncs.load(Ordering::Relaxed);
     outcome.count_queue(&queue.stats());
+    outcome.noticed += outcome.dropped;
     Ok(outcome)
 }
+
+// ANCHOR: noticed
+/// What a queue design noticed: the tracker's gaps (lost in Redis or on the way, found
+/// between two messages or by a heartbeat), and, added by the caller, what its own queue
+/// dropped. Each lost message is in exactly one of the two: the tracker saw every message the
+/// queue dropped arrive.
+async fn count_noticed(outcome: &mut Outcome, tracker: &Mutex<Tracker>) {
+    let stats = || {
+        tracker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stats()
+    };
+    // The handler went quiet; the publisher's next heartbeat (every 100 ms) brings the last
+    // word on what was sent, even if the reader resubscribed after the publisher finished.
+    let heard = stats().heartbeats;
+    for _ in 0..200 {
+        if stats().heartbeats > heard {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    outcome.gaps_missing = stats().missing;
+    outcome.noticed = outcome.gaps_missing;
+}
+// ANCHOR_END: noticed
 
 /// Wait until `channel` has a subscriber (PUBSUB NUMSUB), so that the run starts with the
 /// subscription in place.
@@ -1030,12 +1084,13 @@ async fn subscribe_into_queue(
     client: &redis::Client,
     channel: &str,
     queue: &QueueSender<Msg>,
+    tracker: &Arc<Mutex<Tracker>>,
 ) -> Result<Lost> {
-    let queue = queue.clone();
+    let (queue, tracker) = (queue.clone(), tracker.clone());
     let (sender, mut connection) = lab::push::to_queue(move |msg| {
-        // Queued, or dropped by the policy and counted by the queue: keep reading. Only a
-        // full queue under `Disconnect` gives the connection up.
-        !matches!(queue.push(msg), Pushed::Overflowed(_))
+        // Counted and queued, or dropped by the policy and counted by the queue: keep
+        // reading. Only a full queue under `Disconnect` gives the connection up.
+        !matches!(take_in(&tracker, &queue, msg), Some(Pushed::Overflowed(_)))
     });
     let config = redis::AsyncConnectionConfig::new().set_push_sender(sender);
     let mut con = client
@@ -1056,20 +1111,24 @@ async fn resp3_design(
 ) -> Result<Outcome> {
     let client = lab::push::resp3(&lab::connect::open(server.url()).await?)?;
     let (queue, received) = bounded(plan.capacity, policy);
+    let tracker = Arc::new(Mutex::new(Tracker::starting_at(0)));
     let resyncs = Arc::new(AtomicU64::new(0));
     let reader = tokio::spawn(supervise(
         Design::PushSender,
         client,
         channel.to_string(),
         queue.clone(),
+        tracker.clone(),
         resyncs.clone(),
     ));
     wait_for_subscriber(server, channel).await?;
     let publishing = start_publisher(server.url(), channel, plan);
     let mut outcome = handle_from_queue(received, publishing, plan).await?;
+    count_noticed(&mut outcome, &tracker).await;
     reader.abort();
     outcome.resyncs = resyncs.load(Ordering::Relaxed);
     outcome.count_queue(&queue.stats());
+    outcome.noticed += outcome.dropped;
     Ok(outcome)
 }
 

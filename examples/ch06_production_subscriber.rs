@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
+use lab::message::{Identity, Mark};
 use lab::overflow::Overflow;
 use lab::production::{Backoff, Config, Event, Rejected, Report};
 use lab::{RedisServer, ResultLine, Tally};
@@ -49,7 +50,8 @@ struct Args {
     /// Payloads larger than this many bytes are counted and skipped.
     #[arg(long, default_value_t = 1 << 20)]
     max_payload: usize,
-    /// The publisher numbers its messages (`<seq>#...`): count lost messages exactly.
+    /// The publishers number their messages (`<seq>#...`, or `<name>:<epoch>:<seq>#...` with
+    /// heartbeats, see chapter 3): count lost messages exactly, per publisher.
     #[arg(long)]
     numbered: bool,
     /// Simulated work per message: this many microseconds of CPU, on a blocking thread.
@@ -74,9 +76,12 @@ struct Args {
     /// handlers use more than one core.
     #[arg(long, value_enum, default_value = "current-thread")]
     runtime: Runtime,
-    /// Demo mode: messages per channel (default 100,000; 5,000 with --quick).
+    /// Demo mode: messages per channel and publisher (default 100,000; 5,000 with --quick).
     #[arg(long)]
     demo_messages: Option<u64>,
+    /// Demo mode: named publishers per channel, their messages interleaved.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    publishers: u64,
     /// Small demo (also LAB_QUICK=1).
     #[arg(long)]
     quick: bool,
@@ -251,7 +256,8 @@ fn print_memory(rss_idle_mb: f64) {
     println!("memory: rss_idle_mb={rss_idle_mb:.1} rss_peak_mb={peak:.1}");
 }
 
-/// Demo mode: a throwaway server, numbered messages and a few bad ones, a RESULT line.
+/// Demo mode: a throwaway server; named publishers with numbered messages, heartbeats and a
+/// few bad payloads; a RESULT line summed over channels and publishers.
 async fn demo(args: Args) -> Result<()> {
     let server = RedisServer::from_env()?;
     println!("Redis at {}", server.display_url());
@@ -261,29 +267,30 @@ async fn demo(args: Args) -> Result<()> {
     } else {
         args.channels.clone()
     };
-    let per_channel = args
+    let per_publisher = args
         .demo_messages
         .unwrap_or_else(|| lab::scaled(100_000, 5_000));
+    let publishers: Vec<Identity> = (0..args.publishers)
+        .map(|k| Identity::new(&format!("demo-{k}")))
+        .collect();
     let mut config = config(&args, server.url(), channels.clone());
     config.numbered = true;
+    config.first_seq = Some(0);
 
-    // The demo's handler also records what arrived, so the harness can count losses.
-    let index: HashMap<String, usize> = channels
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.clone(), i))
-        .collect();
-    let tallies = Arc::new(Mutex::new(vec![Tally::new(per_channel); channels.len()]));
+    // The demo's handler also records what arrived, per channel and publisher, so the
+    // harness can count losses.
+    let slots = channels.len() * publishers.len();
+    let tallies = Arc::new(Mutex::new(vec![Tally::new(per_publisher); slots]));
+    let slot_of = Arc::new(DemoSlots::new(&channels, &publishers));
     let (seen, work_us) = (Arc::clone(&tallies), args.work_us);
-    let index = Arc::new(index);
     let handler = move |msg: redis::Msg| {
-        let (seen, index) = (Arc::clone(&seen), Arc::clone(&index));
+        let (seen, slot_of) = (Arc::clone(&seen), Arc::clone(&slot_of));
         async move {
             let text =
                 std::str::from_utf8(msg.get_payload_bytes()).map_err(|_| Rejected::BadPayload)?;
-            let seq = lab::seq_of(text.as_bytes()).map_err(|_| Rejected::BadPayload)?;
-            if let Some(&i) = index.get(msg.get_channel_name()) {
-                seen.lock().unwrap_or_else(PoisonError::into_inner)[i].record(seq);
+            let mark = lab::mark_of(text.as_bytes()).map_err(|_| Rejected::BadPayload)?;
+            if let Some((slot, seq)) = slot_of.of(msg.get_channel_name(), mark) {
+                seen.lock().unwrap_or_else(PoisonError::into_inner)[slot].record(seq);
             }
             work(work_us).await;
             Ok(())
@@ -291,18 +298,21 @@ async fn demo(args: Args) -> Result<()> {
     };
     let running = lab::production::start(config, handler).await?;
 
-    // Publish on every channel, with a bad payload every 1,000 messages.
+    // Publish on every channel, the publishers interleaved, with a bad payload every 1,000
+    // messages; then each publisher's goodbye heartbeat, on the same connection.
     let mut con = server.client()?.get_multiplexed_async_connection().await?;
     let started = std::time::Instant::now();
     let mut bad = 0u64;
-    for chunk_start in (0..per_channel).step_by(500) {
+    for chunk_start in (0..per_publisher).step_by(500) {
         let mut pipe = redis::pipe();
-        for seq in chunk_start..(chunk_start + 500).min(per_channel) {
+        for seq in chunk_start..(chunk_start + 500).min(per_publisher) {
             for channel in &channels {
-                pipe.cmd("PUBLISH")
-                    .arg(channel)
-                    .arg(lab::numbered(seq, 32))
-                    .ignore();
+                for publisher in &publishers {
+                    pipe.cmd("PUBLISH")
+                        .arg(channel)
+                        .arg(publisher.message(seq, 32))
+                        .ignore();
+                }
             }
             if seq % 1_000 == 999 {
                 pipe.cmd("PUBLISH")
@@ -314,7 +324,18 @@ async fn demo(args: Args) -> Result<()> {
         }
         pipe.query_async::<()>(&mut con).await?;
     }
-    let expected = per_channel * channels.len() as u64;
+    let mut goodbyes = redis::pipe();
+    for channel in &channels {
+        for publisher in &publishers {
+            goodbyes
+                .cmd("PUBLISH")
+                .arg(channel)
+                .arg(publisher.heartbeat(per_publisher, true))
+                .ignore();
+        }
+    }
+    goodbyes.query_async::<()>(&mut con).await?;
+    let expected = per_publisher * slots as u64;
     let received = || {
         tallies
             .lock()
@@ -344,6 +365,8 @@ async fn demo(args: Args) -> Result<()> {
         received,
         report.noticed(),
     )
+    .with("publishers", publishers.len())
+    .with("unknown_gaps", report.unknown_gaps)
     .with("bad_payload", report.bad_payload)
     .with("bad_sent", bad)
     .with("workers", args.workers)
@@ -354,4 +377,39 @@ async fn demo(args: Args) -> Result<()> {
     .with("elapsed_s", format!("{:.2}", elapsed.as_secs_f64()))
     .print();
     Ok(())
+}
+
+/// Which tally a demo message belongs to: one per channel and publisher.
+struct DemoSlots {
+    channels: HashMap<String, usize>,
+    publishers: HashMap<(String, u64), usize>,
+}
+
+impl DemoSlots {
+    fn new(channels: &[String], publishers: &[Identity]) -> Self {
+        Self {
+            channels: channels.iter().cloned().zip(0..).collect(),
+            publishers: publishers
+                .iter()
+                .map(|p| (p.publisher().to_string(), p.epoch()))
+                .zip(0..)
+                .collect(),
+        }
+    }
+
+    /// The tally and sequence number of a message; `None` for anything else.
+    fn of(&self, channel: &str, mark: Mark<'_>) -> Option<(usize, u64)> {
+        let Mark::Message {
+            origin: Some(origin),
+            seq,
+        } = mark
+        else {
+            return None;
+        };
+        let channel = self.channels.get(channel)?;
+        let publisher = self
+            .publishers
+            .get(&(origin.publisher.to_string(), origin.epoch))?;
+        Some((channel * self.publishers.len() + publisher, seq))
+    }
 }

@@ -124,7 +124,7 @@ async fn main() -> Result<()> {
 
     // Count, and let the gap detector say what it noticed.
     let mut checked = DetectGaps::new(UnboundedReceiverStream::new(messages_rx), |p: &Vec<u8>| {
-        lab::seq_of(p).ok()
+        lab::mark_of(p).ok()
     })
     .starting_at(0);
     let mut tally = Tally::new(sent);

@@ -343,7 +343,7 @@ async fn resubscribe_all(mut subscriber: ClusterConnection, channels: Vec<String
 async fn consume(messages: UnboundedReceiverStream<Vec<u8>>, started: Instant) -> ChannelReport {
     // ANCHOR: gaps
     let mut checked =
-        DetectGaps::new(messages, |payload: &Vec<u8>| lab::seq_of(payload).ok()).starting_at(0);
+        DetectGaps::new(messages, |payload: &Vec<u8>| lab::mark_of(payload).ok()).starting_at(0);
     let mut report = ChannelReport {
         tally_seqs: Vec::new(),
         noticed: 0,

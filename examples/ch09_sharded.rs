@@ -354,7 +354,7 @@ async fn run_load(
 
 /// Count one channel's messages until all arrived or its stream ends.
 async fn count(messages: UnboundedReceiverStream<Vec<u8>>, expected: u64) -> (Tally, u64, Instant) {
-    let mut checked = DetectGaps::new(messages, |p: &Vec<u8>| lab::seq_of(p).ok()).starting_at(0);
+    let mut checked = DetectGaps::new(messages, |p: &Vec<u8>| lab::mark_of(p).ok()).starting_at(0);
     let mut tally = Tally::new(expected);
     let mut noticed = 0;
     let mut last = Instant::now();

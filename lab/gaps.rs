@@ -1,32 +1,49 @@
-//! A `Stream` adapter that notices lost messages: sequence gaps.
+//! Noticing lost messages: sequence gaps, per publisher, and what heartbeats say.
 //!
-//! Pub/Sub delivers the messages of one connection in order, so when the publisher numbers
-//! them, a jump in the numbers is a loss the subscriber can *notice* instead of suffering
-//! silently. [`DetectGaps`] wraps any stream, reads a sequence number from each item with a
-//! function you give it, and yields `Err(Gap)` just before the first item after a hole.
-//! Chapter 3 builds it; later chapters wrap their streams in it.
+//! Pub/Sub delivers the messages of one publisher connection in order, so when publishers
+//! number their messages (`lab::message`), a jump in the numbers is a loss the subscriber can
+//! *notice* instead of suffering silently. [`Tracker`] keeps the count for one channel: one
+//! sequence per named publisher and run (epoch), and heartbeats that reveal a loss no later
+//! message would show. [`DetectGaps`] wraps any stream in a tracker, reads each item's
+//! [`Mark`] with a function you give it, yields `Err(Gap)` just before the first item after a
+//! hole, and swallows heartbeats. Chapter 3 builds it; later chapters wrap their streams in
+//! it, and `lab::production` uses a tracker per channel.
 //!
 //! ```
 //! use futures::{StreamExt, stream};
 //! use lab::gaps::{DetectGaps, Gap};
+//! use lab::message::Mark;
 //!
 //! # futures::executor::block_on(async {
 //! let arrived = stream::iter([0u64, 1, 4, 5, 9]);
-//! let checked: Vec<Result<u64, Gap>> = DetectGaps::new(arrived, |&seq| Some(seq)).collect().await;
+//! let checked: Vec<Result<u64, Gap>> =
+//!     DetectGaps::new(arrived, |&seq| Some(Mark::bare(seq))).collect().await;
 //! assert_eq!(checked, [Ok(0), Ok(1), Err(Gap { first: 2, last: 3 }), Ok(4), Ok(5),
 //!                      Err(Gap { first: 6, last: 8 }), Ok(9)]);
 //! # });
 //! ```
 //!
-//! What it cannot see: messages lost after the last one that arrived (nothing follows them),
-//! and the first message's predecessors, unless you tell it where numbering starts
-//! ([`DetectGaps::starting_at`]).
+//! What it counts, and what it refuses to guess:
+//! - **`missing`** counts only messages it is sure were published and did not arrive. It never
+//!   exceeds the real loss, whatever the publishers do.
+//! - **`unknown_gaps`** counts events after which some loss *may* have happened but cannot be
+//!   counted: a named publisher that restarted without its exit heartbeat being seen, or a
+//!   number that went backwards (a restart, or another publisher on the channel).
+//! - Messages lost after the last one that arrived are invisible without a heartbeat, and so
+//!   is a lost beginning, unless you say where numbering starts ([`Tracker::starting_at`]).
+//! - Bare numbers from several publishers on one channel are sorted into *lanes*, one per
+//!   sequence that continues where another left off. That keeps `missing` at or below the
+//!   real loss when they all start from the same number after the subscriber, but it cannot
+//!   tell whose message was lost, and it undercounts. Name your publishers.
 
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures::Stream;
 use pin_project_lite::pin_project;
+
+use crate::message::{Mark, Origin};
 
 /// Messages `first..=last` never arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,20 +64,180 @@ impl Gap {
     }
 }
 
-/// What the adapter has seen so far.
+/// What a tracker has seen so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GapStats {
-    /// Items passed through (numbered or not).
+    /// Messages seen (numbered or not; heartbeats are not messages).
     pub items: u64,
-    /// Gaps reported.
+    /// Gaps reported, by a later message or by a heartbeat.
     pub gaps: u64,
-    /// Messages inside those gaps: the loss this subscriber noticed.
+    /// Messages inside those gaps: the loss this subscriber noticed, and could count.
     pub missing: u64,
-    /// Items whose number was lower than expected (a duplicate, or a restarted publisher).
-    pub behind: u64,
-    /// Items without a sequence number (the function returned `None`).
+    /// Losses that may have happened but cannot be counted: a restart without a goodbye, a
+    /// number that went backwards.
+    pub unknown_gaps: u64,
+    /// Numbers that went backwards, and new epochs of a publisher already seen: restarts, or
+    /// another publisher using the same numbers.
+    pub restarts: u64,
+    /// Messages without a sequence number.
     pub unnumbered: u64,
+    /// Heartbeats seen.
+    pub heartbeats: u64,
 }
+
+/// At most this many bare-number lanes per channel; the one furthest behind goes first.
+const MAX_LANES: usize = 16;
+
+/// One run of a named publisher, as far as we have seen it.
+struct Run {
+    epoch: u64,
+    /// The number expected next.
+    next: u64,
+    /// Its exit heartbeat arrived, and nothing was missing at that point.
+    said_goodbye: bool,
+}
+
+// ANCHOR: tracker
+/// The count for one channel. Feed it every [`Mark`] in the order the channel delivered
+/// them; it answers with the gap each one reveals, if any.
+#[derive(Default)]
+pub struct Tracker {
+    /// Named publishers: the run we are in, per name.
+    runs: HashMap<String, Run>,
+    /// Bare numbers: the number expected next, per lane.
+    lanes: Vec<u64>,
+    /// Where every sequence starts, if publishers start after the subscriber.
+    first_seq: Option<u64>,
+    stats: GapStats,
+}
+
+impl Tracker {
+    /// A tracker that learns each sequence's start from its first message.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every publisher (and every new run of one) numbers from `first`, and starts after the
+    /// subscriber: a message or heartbeat above `first` as the first sign of a run reveals a
+    /// gap too.
+    pub fn starting_at(first: u64) -> Self {
+        Self {
+            first_seq: Some(first),
+            ..Self::default()
+        }
+    }
+
+    /// What has been seen so far.
+    pub fn stats(&self) -> GapStats {
+        self.stats
+    }
+
+    /// A message without a number went by.
+    pub fn unnumbered(&mut self) {
+        self.stats.items += 1;
+        self.stats.unnumbered += 1;
+    }
+
+    /// Count one message or heartbeat; the gap it reveals, if any.
+    pub fn observe(&mut self, mark: Mark<'_>) -> Option<Gap> {
+        match mark {
+            Mark::Message { origin: None, seq } => {
+                self.stats.items += 1;
+                self.bare(seq)
+            }
+            // Message `seq` arrived: `..seq` should have arrived before it.
+            Mark::Message {
+                origin: Some(origin),
+                seq,
+            } => {
+                self.stats.items += 1;
+                self.named(origin, seq, seq + 1, false)
+            }
+            // `..next` was published: all of it should have arrived by now.
+            Mark::Heartbeat { origin, next, last } => {
+                self.stats.heartbeats += 1;
+                self.named(origin, next, next, last)
+            }
+        }
+    }
+
+    /// `origin` says that messages `..until` were published, and `then` comes next.
+    fn named(&mut self, origin: Origin<'_>, until: u64, then: u64, goodbye: bool) -> Option<Gap> {
+        let start = self.first_seq.unwrap_or(until);
+        let fresh = Run {
+            epoch: origin.epoch,
+            next: start,
+            said_goodbye: false,
+        };
+        let run = match self.runs.get_mut(origin.publisher) {
+            Some(run) if run.epoch == origin.epoch => run,
+            Some(run) => {
+                // A new run of a publisher we know. If the old run said goodbye, we saw all
+                // of it; otherwise its last messages may be lost, and nobody can count them.
+                self.stats.restarts += 1;
+                if !run.said_goodbye {
+                    self.stats.unknown_gaps += 1;
+                }
+                *run = fresh;
+                run
+            }
+            None => self
+                .runs
+                .entry(origin.publisher.to_string())
+                .or_insert(fresh),
+        };
+        let expected = run.next;
+        run.next = then;
+        run.said_goodbye = goodbye;
+        if until < expected {
+            // Backwards in the same run: a duplicate, or a restart that kept its epoch.
+            // Never `missing`: count again from here.
+            self.stats.restarts += 1;
+            self.stats.unknown_gaps += 1;
+            return None;
+        }
+        self.gap(expected, until)
+    }
+
+    /// A bare number: continue the lane that expects it, or the one closest below it;
+    /// below every lane, it starts a new one (a restart, or another publisher).
+    fn bare(&mut self, seq: u64) -> Option<Gap> {
+        if self.lanes.is_empty() {
+            self.lanes.push(self.first_seq.unwrap_or(seq));
+        }
+        if let Some(lane) = self.lanes.iter_mut().find(|next| **next == seq) {
+            *lane = seq + 1;
+            return None;
+        }
+        if let Some(lane) = self.lanes.iter_mut().filter(|next| **next < seq).max() {
+            let expected = std::mem::replace(lane, seq + 1);
+            return self.gap(expected, seq);
+        }
+        self.stats.restarts += 1;
+        self.stats.unknown_gaps += 1;
+        if self.lanes.len() == MAX_LANES {
+            // Forget the lane furthest behind: only ever fewer gaps, never more.
+            let furthest_behind = (0..self.lanes.len()).min_by_key(|&i| self.lanes[i]);
+            self.lanes.swap_remove(furthest_behind.unwrap_or(0));
+        }
+        self.lanes.push(seq + 1);
+        None
+    }
+
+    /// Messages `expected..until` are missing (none if the range is empty).
+    fn gap(&mut self, expected: u64, until: u64) -> Option<Gap> {
+        if until <= expected {
+            return None;
+        }
+        self.stats.gaps += 1;
+        self.stats.missing += until - expected;
+        Some(Gap {
+            first: expected,
+            last: until - 1,
+        })
+    }
+}
+// ANCHOR_END: tracker
 
 // ANCHOR: struct
 pin_project! {
@@ -70,12 +247,10 @@ pin_project! {
         // pinned and reach it through a pin projection.
         #[pin]
         inner: S,
-        seq_of: F,
-        // The number we expect next; `None` until the first numbered item.
-        next: Option<u64>,
+        mark_of: F,
+        tracker: Tracker,
         // An item that followed a gap: we reported the gap first, the item comes next.
         held: Option<<S as Stream>::Item>,
-        stats: GapStats,
     }
 }
 // ANCHOR_END: struct
@@ -83,33 +258,28 @@ pin_project! {
 impl<S, F> DetectGaps<S, F>
 where
     S: Stream,
-    F: FnMut(&S::Item) -> Option<u64>,
+    F: for<'a> FnMut(&'a S::Item) -> Option<Mark<'a>>,
 {
-    /// Watch `inner`, reading each item's number with `seq_of`.
-    pub fn new(inner: S, seq_of: F) -> Self {
+    /// Watch `inner`, reading each item's mark with `mark_of` (`None`: not numbered).
+    pub fn new(inner: S, mark_of: F) -> Self {
         Self {
             inner,
-            seq_of,
-            next: None,
+            mark_of,
+            tracker: Tracker::new(),
             held: None,
-            stats: GapStats::default(),
         }
     }
 
-    /// Also report a gap before the first item if it is not numbered `first`.
+    /// Publishers number from `first` and start after the subscriber: see
+    /// [`Tracker::starting_at`].
     pub fn starting_at(mut self, first: u64) -> Self {
-        self.next = Some(first);
+        self.tracker.first_seq = Some(first);
         self
     }
 
     /// What has been seen so far.
     pub fn stats(&self) -> GapStats {
-        self.stats
-    }
-
-    /// The number expected next, if any item was numbered yet.
-    pub fn expected_next(&self) -> Option<u64> {
-        self.next
+        self.tracker.stats()
     }
 }
 
@@ -117,43 +287,39 @@ where
 impl<S, F> Stream for DetectGaps<S, F>
 where
     S: Stream,
-    F: FnMut(&S::Item) -> Option<u64>,
+    F: for<'a> FnMut(&'a S::Item) -> Option<Mark<'a>>,
 {
     type Item = Result<S::Item, Gap>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.project();
+        let mut this = self.project();
         // The item behind a gap we just reported goes out first.
         if let Some(item) = this.held.take() {
             return Poll::Ready(Some(Ok(item)));
         }
-        // Ask the inner stream. `Pending` means it registered our waker: we return
-        // `Pending` too, and the runtime polls us again when there is more.
-        let Some(item) = futures::ready!(this.inner.poll_next(cx)) else {
-            return Poll::Ready(None);
-        };
-        this.stats.items += 1;
-        let Some(seq) = (this.seq_of)(&item) else {
-            this.stats.unnumbered += 1;
-            return Poll::Ready(Some(Ok(item)));
-        };
-        let expected = this.next.unwrap_or(seq);
-        if seq < expected {
-            this.stats.behind += 1;
-            return Poll::Ready(Some(Ok(item)));
+        // A loop: a heartbeat is swallowed, and then we must ask the inner stream again.
+        loop {
+            // `Pending` means the inner stream registered our waker: we return `Pending`
+            // too, and the runtime polls us again when there is more.
+            let Some(item) = futures::ready!(this.inner.as_mut().poll_next(cx)) else {
+                return Poll::Ready(None);
+            };
+            let Some(mark) = (this.mark_of)(&item) else {
+                this.tracker.unnumbered();
+                return Poll::Ready(Some(Ok(item)));
+            };
+            let is_message = matches!(mark, Mark::Message { .. });
+            match (this.tracker.observe(mark), is_message) {
+                (None, true) => return Poll::Ready(Some(Ok(item))),
+                (Some(gap), true) => {
+                    *this.held = Some(item);
+                    return Poll::Ready(Some(Err(gap)));
+                }
+                // A heartbeat is not a message: report what it revealed, pass nothing on.
+                (Some(gap), false) => return Poll::Ready(Some(Err(gap))),
+                (None, false) => continue,
+            }
         }
-        *this.next = Some(seq + 1);
-        if seq == expected {
-            return Poll::Ready(Some(Ok(item)));
-        }
-        let gap = Gap {
-            first: expected,
-            last: seq - 1,
-        };
-        this.stats.gaps += 1;
-        this.stats.missing += gap.len();
-        *this.held = Some(item);
-        Poll::Ready(Some(Err(gap)))
     }
 }
 // ANCHOR_END: poll_next
@@ -161,16 +327,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::Identity;
     use futures::{StreamExt, executor::block_on, stream};
 
     #[test]
     fn reports_exactly_the_holes_of_a_sequence() {
-        // 0..100 with known holes: 10, 20-29, 99 (trailing loss: invisible), and a duplicate.
+        // 0..100 with known holes: 10, 20-29, 99 (trailing loss: invisible).
         let arrived: Vec<u64> = (0..100)
             .filter(|seq| *seq != 10 && !(20..30).contains(seq) && *seq != 99)
-            .chain([50])
             .collect();
-        let mut checked = DetectGaps::new(stream::iter(arrived), |&seq| Some(seq));
+        let mut checked = DetectGaps::new(stream::iter(arrived), |&seq| Some(Mark::bare(seq)));
         let gaps: Vec<Gap> = block_on(async {
             let mut gaps = Vec::new();
             while let Some(next) = checked.next().await {
@@ -195,8 +361,8 @@ mod tests {
         );
         let stats = checked.stats();
         assert_eq!(
-            (stats.items, stats.gaps, stats.missing, stats.behind),
-            (89, 2, 11, 1)
+            (stats.items, stats.gaps, stats.missing, stats.unknown_gaps),
+            (88, 2, 11, 0)
         );
     }
 
@@ -204,7 +370,7 @@ mod tests {
     fn starting_at_sees_a_lost_beginning_and_unnumbered_items_pass() {
         let items = stream::iter([Some(3u64), None, Some(4)]);
         let out: Vec<_> = block_on(
-            DetectGaps::new(items, |item: &Option<u64>| *item)
+            DetectGaps::new(items, |item: &Option<u64>| item.map(Mark::bare))
                 .starting_at(0)
                 .collect(),
         );
@@ -217,5 +383,197 @@ mod tests {
                 Ok(Some(4))
             ]
         );
+    }
+
+    #[test]
+    fn heartbeats_reveal_a_lost_tail_once_and_are_swallowed() {
+        let me = Identity::with_epoch("p", 1);
+        let payloads = vec![
+            me.message(0, 0),
+            me.message(1, 0),
+            me.heartbeat(2, false), // nothing missing: swallowed
+            me.heartbeat(5, true),  // 2, 3, 4 never came: the only sign of it
+        ];
+        let mut checked = DetectGaps::new(stream::iter(payloads), |payload: &Vec<u8>| {
+            crate::message::mark_of(payload).ok()
+        });
+        let out: Vec<Result<Vec<u8>, Gap>> = block_on((&mut checked).collect());
+        assert_eq!(
+            out,
+            [
+                Ok(me.message(0, 0)),
+                Ok(me.message(1, 0)),
+                Err(Gap { first: 2, last: 4 })
+            ]
+        );
+        let stats = checked.stats();
+        assert_eq!((stats.items, stats.heartbeats, stats.missing), (2, 2, 3));
+    }
+
+    #[test]
+    fn a_message_after_a_heartbeat_gap_is_not_counted_again() {
+        let me = Identity::with_epoch("p", 1);
+        let mut tracker = Tracker::starting_at(0);
+        assert_eq!(tracker.observe(me.origin().message(0)), None);
+        let gap = tracker.observe(Mark::Heartbeat {
+            origin: me.origin(),
+            next: 4,
+            last: false,
+        });
+        assert_eq!(gap, Some(Gap { first: 1, last: 3 }));
+        assert_eq!(tracker.observe(me.origin().message(4)), None);
+        assert_eq!(tracker.stats().missing, 3);
+    }
+
+    #[test]
+    fn publishers_are_counted_apart_and_a_restart_is_not_a_loss() {
+        let (a, b) = (Identity::with_epoch("a", 1), Identity::with_epoch("b", 1));
+        let b_again = Identity::with_epoch("b", 2);
+        let mut tracker = Tracker::starting_at(0);
+        let mut gaps = Vec::new();
+        let mut see = |mark| gaps.extend(tracker.observe(mark));
+        for seq in 0..100 {
+            see(a.origin().message(seq));
+            if seq < 50 {
+                see(b.origin().message(seq));
+            }
+        }
+        // b exits cleanly and restarts from 0: not a gap, not an unknown one either.
+        see(Mark::Heartbeat {
+            origin: b.origin(),
+            next: 50,
+            last: true,
+        });
+        for seq in (0..10).filter(|seq| *seq != 7) {
+            see(b_again.origin().message(seq));
+        }
+        assert_eq!(gaps, [Gap { first: 7, last: 7 }]);
+        let stats = tracker.stats();
+        assert_eq!(
+            (stats.missing, stats.restarts, stats.unknown_gaps),
+            (1, 1, 0)
+        );
+    }
+
+    #[test]
+    fn a_restart_without_goodbye_is_an_unknown_gap_and_backwards_is_never_missing() {
+        let first = Identity::with_epoch("p", 1);
+        let mut tracker = Tracker::new();
+        for seq in 0..10 {
+            tracker.observe(first.origin().message(seq));
+        }
+        tracker.observe(Identity::with_epoch("p", 2).origin().message(0));
+        tracker.observe(Identity::with_epoch("p", 2).origin().message(0));
+        for seq in [5, 0, 1] {
+            tracker.observe(Mark::bare(seq));
+        }
+        let stats = tracker.stats();
+        assert_eq!(stats.missing, 0);
+        // The new epoch, the duplicate, and the bare number going back to 0.
+        assert_eq!(stats.unknown_gaps, 3, "{stats:?}");
+    }
+
+    /// What happened on a random channel, and the tracker that watched it.
+    struct RandomChannel {
+        lost: u64,
+        /// Lost at the end of a run that ended without a heartbeat: nobody can see those.
+        invisible: u64,
+        restarts_without_goodbye: u64,
+        tracker: Tracker,
+    }
+
+    /// Publishers numbering from 0, interleaved at random, some messages lost at random, some
+    /// publishers restarting (named ones say goodbye first, half the time, and at the end).
+    fn random_channel(seed: u64, named: bool) -> RandomChannel {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let publishers = rng.usize(1..=4);
+        let names: Vec<String> = (0..publishers).map(|p| format!("p{p}")).collect();
+        let mut epochs = vec![0u64; publishers];
+        let mut next = vec![0u64; publishers];
+        // Lost since the publisher's last message that arrived.
+        let mut trailing = vec![0u64; publishers];
+        let starts: Vec<usize> = (0..publishers).map(|_| rng.usize(0..200)).collect();
+        let loss_rate = rng.f64() * 0.3;
+        let mut channel = RandomChannel {
+            lost: 0,
+            invisible: 0,
+            restarts_without_goodbye: 0,
+            tracker: Tracker::starting_at(0),
+        };
+        let goodbye = |channel: &mut RandomChannel, p: usize, next: u64, epoch: u64| {
+            let origin = Origin {
+                publisher: &names[p],
+                epoch,
+            };
+            let last = true;
+            channel
+                .tracker
+                .observe(Mark::Heartbeat { origin, next, last });
+        };
+        for step in 0..2_000 {
+            let p = rng.usize(0..publishers);
+            if step < starts[p] {
+                continue;
+            }
+            if rng.f64() < 0.002 {
+                if named && rng.bool() {
+                    goodbye(&mut channel, p, next[p], epochs[p]);
+                } else {
+                    channel.invisible += trailing[p];
+                    channel.restarts_without_goodbye += 1;
+                }
+                (epochs[p], next[p], trailing[p]) = (epochs[p] + 1, 0, 0);
+                continue;
+            }
+            let seq = next[p];
+            next[p] += 1;
+            if rng.f64() < loss_rate {
+                channel.lost += 1;
+                trailing[p] += 1;
+                continue;
+            }
+            trailing[p] = 0;
+            let origin = Origin {
+                publisher: &names[p],
+                epoch: epochs[p],
+            };
+            let mark = if named {
+                origin.message(seq)
+            } else {
+                Mark::bare(seq)
+            };
+            channel.tracker.observe(mark);
+        }
+        for p in 0..publishers {
+            if named {
+                goodbye(&mut channel, p, next[p], epochs[p]);
+            } else {
+                channel.invisible += trailing[p];
+            }
+        }
+        channel
+    }
+
+    #[test]
+    fn bare_numbers_from_many_publishers_never_count_more_than_was_lost() {
+        for seed in 0..3_000 {
+            let channel = random_channel(seed, false);
+            let (lost, stats) = (channel.lost, channel.tracker.stats());
+            assert!(stats.missing <= lost, "seed {seed}: lost {lost}, {stats:?}");
+        }
+    }
+
+    #[test]
+    fn named_publishers_with_heartbeats_are_counted_exactly() {
+        for seed in 0..3_000 {
+            let channel = random_channel(seed, true);
+            let stats = channel.tracker.stats();
+            let context = format!("seed {seed}: lost {}, {stats:?}", channel.lost);
+            assert_eq!(stats.missing, channel.lost - channel.invisible, "{context}");
+            assert!(
+                stats.unknown_gaps <= channel.restarts_without_goodbye,
+                "{context}"
+            );
+        }
     }
 }

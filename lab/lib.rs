@@ -38,7 +38,7 @@ pub mod report;
 pub mod server;
 pub mod tally;
 
-pub use message::{numbered, seq_of};
+pub use message::{mark_of, numbered, seq_of};
 pub use publish::{Pace, PublishReport, Publisher};
 pub use report::{ResultLine, parse_results};
 pub use server::{RedisServer, ServerBuilder};

@@ -61,6 +61,8 @@ use redis::{AsyncConnectionConfig, Msg};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::gaps::Tracker;
+use crate::message::{Mark, mark_of};
 use crate::overflow::{Overflow, Pushed, QueueReceiver, QueueSender, bounded};
 use crate::push::{self, ConnectionWatch, Lost};
 use crate::redact::redact_url;
@@ -86,7 +88,9 @@ pub struct Config {
     pub handler_timeout: Duration,
     /// Larger payloads are counted as oversized and never reach the handler.
     pub max_payload: usize,
-    /// The publisher numbers its messages (`lab::numbered`): count lost messages exactly.
+    /// The publishers number their messages (`lab::message`: bare `<seq>#`, or named with
+    /// heartbeats): count lost messages exactly, per publisher. Heartbeats are read here and
+    /// never reach the handler.
     pub numbered: bool,
     /// The number the publisher gives its first message, when it starts after we subscribe
     /// (a test, or a publisher started with the service). Then even a channel that lost
@@ -224,9 +228,12 @@ pub enum Event {
         first: u64,
         last: u64,
     },
-    /// The publisher does not number its messages: whatever was published while we were
-    /// reconnecting, for this long, is lost without a count.
+    /// Messages may be lost, and nobody can count them: whatever was published while we were
+    /// reconnecting, for this long, when the publishers do not number their messages.
     UnknownGap { down_for: Duration },
+    /// A publisher on `channel` restarted without saying goodbye, or its numbers went
+    /// backwards: the end of its previous run may be lost, uncounted.
+    PublisherRestarted { channel: String },
 }
 
 impl fmt::Display for Event {
@@ -262,6 +269,11 @@ impl fmt::Display for Event {
                 "unknown gap: messages published during the last {down_for:.1?} may be lost \
                  (the publisher does not number them)"
             ),
+            Event::PublisherRestarted { channel } => write!(
+                f,
+                "unknown gap on {channel}: a publisher restarted without saying goodbye (or \
+                 its numbers went backwards); the end of its last run may be lost"
+            ),
         }
     }
 }
@@ -292,8 +304,11 @@ pub struct Report {
     pub gaps: u64,
     /// Messages inside those gaps.
     pub missing: u64,
-    /// Reconnections after which the loss could not be counted (unnumbered publishers).
+    /// Losses that may have happened but cannot be counted: reconnections when publishers do
+    /// not number their messages, and publishers that restarted without a goodbye.
     pub unknown_gaps: u64,
+    /// Heartbeats read (named publishers); not messages, not in `received`.
+    pub heartbeats: u64,
     /// The longest any worker queue has been.
     pub max_queue: u64,
 }
@@ -310,7 +325,8 @@ impl fmt::Display for Report {
         write!(
             f,
             "received={} processed={} dropped={} timed_out={} bad_payload={} oversized={} \
-             failed={} abandoned={} reconnects={} gaps={} missing={} unknown_gaps={} max_queue={}",
+             failed={} abandoned={} reconnects={} gaps={} missing={} unknown_gaps={} \
+             heartbeats={} max_queue={}",
             self.received,
             self.processed,
             self.dropped,
@@ -323,6 +339,7 @@ impl fmt::Display for Report {
             self.gaps,
             self.missing,
             self.unknown_gaps,
+            self.heartbeats,
             self.max_queue
         )
     }
@@ -345,9 +362,10 @@ impl Counter {
     }
 }
 
-/// The reading side's counters. `received`, `oversized`, `gaps` and `missing` are written
-/// only under the intake's lock (so by one read loop at a time), `reconnects` and
-/// `unknown_gaps` only by the supervisor: each counter has one writer at a time.
+/// The reading side's counters. `received`, `oversized`, `gaps`, `missing`, `restarts` and
+/// `heartbeats` are written only under the intake's lock (so by one read loop at a time),
+/// `reconnects` and `unknown_gaps` only by the supervisor: each counter has one writer at a
+/// time.
 #[derive(Default)]
 struct ReaderCounters {
     received: Counter,
@@ -355,6 +373,10 @@ struct ReaderCounters {
     reconnects: Counter,
     gaps: Counter,
     missing: Counter,
+    /// Publishers restarted without a goodbye: unknown gaps found in the numbers.
+    restarts: Counter,
+    heartbeats: Counter,
+    /// Reconnections that nothing numbered can account for.
     unknown_gaps: Counter,
 }
 
@@ -386,7 +408,8 @@ fn snapshot(shared: &Shared, queues: &Queues) -> Report {
         reconnects: shared.reader.reconnects.get(),
         gaps: shared.reader.gaps.get(),
         missing: shared.reader.missing.get(),
-        unknown_gaps: shared.reader.unknown_gaps.get(),
+        unknown_gaps: shared.reader.unknown_gaps.get() + shared.reader.restarts.get(),
+        heartbeats: shared.reader.heartbeats.get(),
         abandoned: shared.abandoned.get(),
         ..Report::default()
     };
@@ -676,8 +699,8 @@ fn lock(intake: &Mutex<Intake>) -> MutexGuard<'_, Intake> {
 struct ChannelState {
     /// The worker that owns this channel.
     worker: usize,
-    /// The sequence number expected next (numbered publishers).
-    next_seq: Option<u64>,
+    /// What its numbered publishers sent and what arrived (`lab::gaps`).
+    tracker: Tracker,
 }
 
 /// Every channel seen so far.
@@ -719,7 +742,10 @@ impl Channels {
                 None => {
                     let state = ChannelState {
                         worker: (self.hasher.hash_one(channel) % self.workers) as usize,
-                        next_seq: self.first_seq,
+                        tracker: match self.first_seq {
+                            Some(first) => Tracker::starting_at(first),
+                            None => Tracker::new(),
+                        },
                     };
                     self.states.push((channel.to_string(), state));
                     self.index
@@ -740,6 +766,8 @@ struct Intake {
     queues: Queues,
     shared: Arc<Shared>,
     channels: Channels,
+    /// A message without a number arrived: a reconnection's loss cannot be counted.
+    saw_unnumbered: bool,
 }
 
 impl Intake {
@@ -753,6 +781,7 @@ impl Intake {
             queues: Arc::clone(queues),
             shared: Arc::clone(shared),
             channels,
+            saw_unnumbered: false,
         }
     }
 
@@ -761,30 +790,47 @@ impl Intake {
     /// the queue overflowed under the `disconnect` policy.
     fn accept(&mut self, msg: Msg) -> bool {
         let counters = &self.shared.reader;
-        counters.received.add(1);
         let payload = msg.get_payload_bytes();
+        let channel = msg.get_channel_name();
+        let state = self.channels.state(channel);
+        // Numbers and heartbeats, per publisher (chapter 3). A heartbeat stops here: it is
+        // not a message, and no queue policy may drop it.
+        let mark = match self.config.numbered {
+            true => mark_of(payload).ok(),
+            false => None,
+        };
+        let restarts = state.tracker.stats().unknown_gaps;
+        let gap = match mark {
+            Some(mark) => state.tracker.observe(mark),
+            None => {
+                state.tracker.unnumbered();
+                self.saw_unnumbered = true;
+                None
+            }
+        };
+        if let Some(gap) = gap {
+            counters.gaps.add(1);
+            counters.missing.add(gap.len());
+            self.config.event(Event::Gap {
+                channel: channel.to_string(),
+                first: gap.first,
+                last: gap.last,
+            });
+        }
+        if state.tracker.stats().unknown_gaps > restarts {
+            counters.restarts.add(1);
+            self.config.event(Event::PublisherRestarted {
+                channel: channel.to_string(),
+            });
+        }
+        if let Some(Mark::Heartbeat { .. }) = mark {
+            counters.heartbeats.add(1);
+            return true;
+        }
+        counters.received.add(1);
         if payload.len() > self.config.max_payload {
             counters.oversized.add(1);
             return true;
-        }
-        let channel = msg.get_channel_name();
-        let state = self.channels.state(channel);
-        if self.config.numbered
-            && let Ok(seq) = crate::seq_of(payload)
-        {
-            if let Some(expected) = state.next_seq
-                && seq > expected
-            {
-                counters.gaps.add(1);
-                counters.missing.add(seq - expected);
-                self.config.event(Event::Gap {
-                    channel: channel.to_string(),
-                    first: expected,
-                    last: seq - 1,
-                });
-            }
-            // A lower number than expected (a restarted publisher) starts the count again.
-            state.next_seq = Some(seq + 1);
         }
         // The queue counts what it drops; only `disconnect` needs an answer from us.
         let worker = state.worker;
@@ -858,7 +904,9 @@ impl Supervisor {
                         channels: self.config.channels.len(),
                         patterns: self.config.patterns.len(),
                     });
-                    if !self.config.numbered {
+                    // Numbered publishers show the loss as a gap (their next message or
+                    // heartbeat); anything unnumbered cannot be counted.
+                    if !self.config.numbered || lock(&self.intake).saw_unnumbered {
                         self.shared.reader.unknown_gaps.add(1);
                         let down_for = self.lost_connection_at.map(|at| at.elapsed());
                         self.config.event(Event::UnknownGap {
@@ -1036,13 +1084,15 @@ mod tests {
         for (i, name) in names.iter().enumerate() {
             let state = channels.state(name);
             assert_eq!(*workers.entry(*name).or_insert(state.worker), state.worker);
-            state.next_seq = Some(i as u64);
+            state.tracker.observe(Mark::bare(i as u64));
         }
         assert_eq!(channels.states.len(), 3);
-        assert_eq!(channels.state("a").next_seq, Some(6));
-        assert_eq!(channels.state("b").next_seq, Some(5));
-        assert_eq!(channels.state("c").next_seq, Some(4));
-        assert_eq!(channels.state("new").next_seq, Some(0));
+        // Each channel saw its own numbers: a's 0, 2, 3, 6 miss 1, 4 and 5.
+        let missing = |channels: &mut Channels, name| channels.state(name).tracker.stats().missing;
+        assert_eq!(missing(&mut channels, "a"), 3);
+        assert_eq!(missing(&mut channels, "b"), 1 + 3);
+        assert_eq!(missing(&mut channels, "c"), 4);
+        assert_eq!(channels.state("new").tracker.stats().items, 0);
     }
 
     #[test]

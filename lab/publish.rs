@@ -1,20 +1,27 @@
-//! A publisher of numbered messages.
+//! A publisher of numbered messages: bare numbers, or named with heartbeats
+//! ([`Publisher::named`], the format of `lab::message`).
 //!
 //! ```no_run
 //! # async fn demo(server: &lab::RedisServer) -> anyhow::Result<()> {
 //! let mut con = server.client()?.get_multiplexed_async_connection().await?;
 //! let report = lab::Publisher::new("news").payload_size(64).send(&mut con, 0..1000).await?;
 //! assert_eq!(report.sent, 1000);
+//!
+//! // A named publisher: heartbeats while it sends, and a goodbye when it is done.
+//! let billing = lab::Publisher::new("news").named(lab::message::Identity::new("billing"));
+//! billing.send(&mut con, 0..1000).await?;
+//! billing.goodbye(&mut con, 1000).await?;
 //! # Ok(()) }
 //! ```
 
 use std::ops::Range;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use redis::RedisResult;
 use redis::aio::ConnectionLike;
 
-use crate::message::numbered;
+use crate::message::{Identity, numbered};
 
 /// How fast the publisher sends.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -53,6 +60,11 @@ pub struct Publisher {
     pace: Pace,
     pipeline_len: usize,
     command: &'static str,
+    /// Named publishers number `<name>:<epoch>:<seq>#` and send heartbeats.
+    identity: Option<Identity>,
+    heartbeat_every: Duration,
+    /// When the last heartbeat went out, shared by clones (they are the same publisher).
+    last_heartbeat: Arc<Mutex<Instant>>,
 }
 
 impl Publisher {
@@ -64,7 +76,70 @@ impl Publisher {
             pace: Pace::Burst,
             pipeline_len: 1000,
             command: "PUBLISH",
+            identity: None,
+            heartbeat_every: Duration::from_millis(100),
+            last_heartbeat: Arc::new(Mutex::new(Instant::now())),
         }
+    }
+
+    /// Number messages as `identity` (`<name>:<epoch>:<seq>#`), and send a heartbeat at
+    /// least every [`Publisher::heartbeat_every`] while sending. A restarted publisher is a
+    /// new `Identity` (a new epoch).
+    pub fn named(mut self, identity: Identity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// How often a named publisher sends a heartbeat while it sends (default 100 ms).
+    pub fn heartbeat_every(mut self, every: Duration) -> Self {
+        self.heartbeat_every = every;
+        self
+    }
+
+    /// Who this publisher is, if named.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_ref()
+    }
+
+    /// Say, on the channel, that messages `..next` were published (named publishers only;
+    /// a bare publisher has nobody to speak for). On the same connection as the messages, so
+    /// it arrives after them.
+    pub async fn heartbeat<C: ConnectionLike>(&self, con: &mut C, next: u64) -> RedisResult<()> {
+        self.beat(con, next, false).await
+    }
+
+    /// The last heartbeat: messages `..next` were published, and nothing more will come.
+    pub async fn goodbye<C: ConnectionLike>(&self, con: &mut C, next: u64) -> RedisResult<()> {
+        self.beat(con, next, true).await
+    }
+
+    async fn beat<C: ConnectionLike>(&self, con: &mut C, next: u64, last: bool) -> RedisResult<()> {
+        let Some(identity) = &self.identity else {
+            return Ok(());
+        };
+        *self
+            .last_heartbeat
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        redis::cmd(self.command)
+            .arg(&self.channel)
+            .arg(identity.heartbeat(next, last))
+            .exec_async(con)
+            .await
+    }
+
+    /// A heartbeat if the last one is older than `heartbeat_every`.
+    async fn heartbeat_if_due<C: ConnectionLike>(&self, con: &mut C, next: u64) -> RedisResult<()> {
+        let due = self
+            .last_heartbeat
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .elapsed()
+            >= self.heartbeat_every;
+        if due {
+            self.heartbeat(con, next).await?;
+        }
+        Ok(())
     }
 
     /// Pad every payload to this many bytes.
@@ -111,11 +186,13 @@ impl Publisher {
                     let batch_end = (next + self.pipeline_len as u64).min(seqs.end);
                     self.send_batch(con, next..batch_end, &mut report).await?;
                     next = batch_end;
+                    self.heartbeat_if_due(con, next).await?;
                 }
             }
             Pace::RoundTrip => {
                 for seq in seqs {
                     self.send_batch(con, seq..seq + 1, &mut report).await?;
+                    self.heartbeat_if_due(con, seq + 1).await?;
                 }
             }
             Pace::Rate(per_second) => {
@@ -132,6 +209,7 @@ impl Publisher {
                         self.send_batch(con, next..batch_end, &mut report).await?;
                         next = batch_end;
                     }
+                    self.heartbeat_if_due(con, next).await?;
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
             }
@@ -148,9 +226,11 @@ impl Publisher {
     ) -> RedisResult<()> {
         let mut pipe = redis::pipe();
         for seq in seqs {
-            pipe.cmd(self.command)
-                .arg(&self.channel)
-                .arg(numbered(seq, self.payload_size));
+            let payload = match &self.identity {
+                Some(identity) => identity.message(seq, self.payload_size),
+                None => numbered(seq, self.payload_size),
+            };
+            pipe.cmd(self.command).arg(&self.channel).arg(payload);
         }
         let replies: Vec<u64> = pipe.query_async(con).await?;
         report.sent += replies.len() as u64;

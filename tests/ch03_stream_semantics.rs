@@ -116,10 +116,12 @@ fn the_gap_adapter_agrees_with_the_tally_on_many_hole_patterns() {
         let mut tally = lab::Tally::new(sent);
         arrived.iter().for_each(|&seq| tally.record(seq));
         let gaps: Vec<Gap> = block_on(
-            DetectGaps::new(stream::iter(arrived.clone()), |&seq| Some(seq))
-                .starting_at(0)
-                .filter_map(|item| std::future::ready(item.err()))
-                .collect(),
+            DetectGaps::new(stream::iter(arrived.clone()), |&seq| {
+                Some(lab::message::Mark::bare(seq))
+            })
+            .starting_at(0)
+            .filter_map(|item| std::future::ready(item.err()))
+            .collect(),
         );
         // Everything the tally misses before the last arrival, and nothing else.
         let expected: Vec<Gap> = tally

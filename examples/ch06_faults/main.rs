@@ -8,15 +8,19 @@
 //! The subscriber runs on its own current-thread runtime, in its own thread, as it would in
 //! a service; the harness (publishers, fault injection, tallies) runs on another runtime.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use lab::overflow::Overflow;
-use lab::production::{Config, Event, Rejected, Report};
-use lab::{Pace, Publisher, RedisServer, ResultLine, Tally};
+use lab::production::{Config, Report};
+use lab::{Pace, Publisher, RedisServer, ResultLine};
 use redis::aio::MultiplexedConnection;
+
+mod harness;
+mod publishers;
+
+use harness::{Misbehave, Subscriber};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Scenario {
@@ -39,6 +43,14 @@ enum Scenario {
     /// A slow handler, a small queue and the `disconnect` policy: drop the connection,
     /// let the queue drain, reconnect, report the gap.
     DisconnectPolicy,
+    /// Three named publishers on one channel, one restarted; a small queue drops.
+    ManyPublishers,
+    /// Two bare-numbered `redis-cli --pipe` publishers on one channel.
+    BarePublishers,
+    /// SIGSTOP longer than the PING timeout, a publisher sending all along.
+    SilentServer,
+    /// `--overflow disconnect` with messages nobody numbered.
+    UnnumberedDisconnect,
 }
 
 /// Chapter 6's faults, one RESULT line each.
@@ -53,7 +65,7 @@ struct Args {
     quick: bool,
 }
 
-const CHANNELS: usize = 4;
+pub const CHANNELS: usize = 4;
 /// Fence messages published on every channel once the subscriber is back: any loss before
 /// them shows up as a sequence gap, so nothing can be lost after the last message seen.
 const FENCE: u64 = 10;
@@ -75,237 +87,6 @@ async fn main() -> Result<()> {
         line.print();
     }
     Ok(())
-}
-
-/// What the harness sees of the subscriber: a tally per channel, filled by the handler, and
-/// the subscriber's events with the time they happened.
-#[derive(Default)]
-struct Observed {
-    tallies: Vec<Tally>,
-    events: Vec<(Instant, String)>,
-    subscribed: Vec<Instant>,
-    /// True between a `Subscribed` event and the next `Disconnected`.
-    connected: bool,
-    /// The highest sequence number the handler saw, per channel.
-    last_seq: Vec<Option<u64>>,
-}
-
-type Shared = Arc<Mutex<Observed>>;
-
-fn lock(shared: &Shared) -> MutexGuard<'_, Observed> {
-    shared.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// How the test handler misbehaves.
-#[derive(Clone, Copy, Debug)]
-enum Misbehave {
-    Nothing,
-    /// Never return for every `every`-th message of channel 0.
-    Hang {
-        every: u64,
-    },
-    /// Block the thread (not just the task) for `for_ms` at message `at` of channel 0.
-    Block {
-        at: u64,
-        for_ms: u64,
-    },
-    /// Sleep 1 ms every `every` messages: a consumer slower than the burst.
-    Slow {
-        every: u64,
-    },
-}
-
-/// The subscriber under test, running on its own thread and runtime.
-struct Subscriber {
-    shared: Shared,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<Result<Report>>>,
-}
-
-impl Subscriber {
-    fn start(config: Config, sent_per_channel: u64, misbehave: Misbehave) -> Result<Self> {
-        let shared: Shared = Arc::new(Mutex::new(Observed {
-            tallies: (0..CHANNELS)
-                .map(|_| Tally::new(sent_per_channel))
-                .collect(),
-            last_seq: vec![None; CHANNELS],
-            ..Observed::default()
-        }));
-        let mut config = config;
-        let events = Arc::clone(&shared);
-        config.on_event = Some(Arc::new(move |event: &Event| {
-            let mut observed = lock(&events);
-            match event {
-                Event::Subscribed { .. } => {
-                    observed.subscribed.push(Instant::now());
-                    observed.connected = true;
-                }
-                Event::Disconnected { .. } => observed.connected = false,
-                _ => {}
-            }
-            observed.events.push((Instant::now(), event.to_string()));
-        }));
-        let handler_shared = Arc::clone(&shared);
-        // ANCHOR: handler
-        // The handler a service would write: decode, validate, then do the work. A payload
-        // it cannot use is rejected (counted), never unwrapped.
-        let handler = move |msg: redis::Msg| {
-            let shared = Arc::clone(&handler_shared);
-            async move {
-                let text = std::str::from_utf8(msg.get_payload_bytes())
-                    .map_err(|_| Rejected::BadPayload)?;
-                let seq = lab::seq_of(text.as_bytes()).map_err(|_| Rejected::BadPayload)?;
-                let channel = channel_index(msg.get_channel_name()).ok_or(Rejected::BadPayload)?;
-                {
-                    let mut observed = lock(&shared);
-                    observed.tallies[channel].record(seq);
-                    let last = &mut observed.last_seq[channel];
-                    *last = (*last).max(Some(seq));
-                }
-                misbehave_on(misbehave, channel, seq).await;
-                Ok(())
-            }
-        };
-        // ANCHOR_END: handler
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::spawn(move || -> Result<Report> {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async move {
-                let running = lab::production::start(config, handler).await;
-                let _ = ready_tx.send(());
-                let running = running?;
-                let _ = stop_rx.await;
-                running.shutdown().await
-            })
-        });
-        // Wait until subscribed (or failed): messages published from now on are heard.
-        let _ = ready_rx.recv();
-        let mut subscriber = Self {
-            shared,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        };
-        if subscriber
-            .thread
-            .as_ref()
-            .is_some_and(|thread| thread.is_finished())
-        {
-            subscriber.finish()?;
-            bail!("the subscriber stopped at once");
-        }
-        Ok(subscriber)
-    }
-
-    fn received(&self) -> u64 {
-        lock(&self.shared).tallies.iter().map(Tally::received).sum()
-    }
-
-    /// Wait until every channel's handler saw message `last`, or nothing new came for `quiet`.
-    async fn settle(&self, last: u64, quiet: Duration) {
-        let mut progress = (self.received(), Instant::now());
-        loop {
-            if lock(&self.shared)
-                .last_seq
-                .iter()
-                .all(|seen| *seen >= Some(last))
-            {
-                return;
-            }
-            let now = self.received();
-            if now != progress.0 {
-                progress = (now, Instant::now());
-            } else if progress.1.elapsed() > quiet {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    /// Wait until the subscriber is subscribed on a live connection.
-    async fn wait_connected(&self, limit: Duration) -> Result<()> {
-        let deadline = Instant::now() + limit;
-        while !lock(&self.shared).connected {
-            if Instant::now() > deadline {
-                bail!("the subscriber was not connected within {limit:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        Ok(())
-    }
-
-    /// Wait until the subscriber subscribed `count` times in all (first time included).
-    async fn wait_subscriptions(&self, count: usize, limit: Duration) -> Result<Instant> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(at) = lock(&self.shared).subscribed.get(count - 1) {
-                return Ok(*at);
-            }
-            if Instant::now() > deadline {
-                bail!("the subscriber did not subscribe again within {limit:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    /// Shut down; the final report.
-    fn finish(&mut self) -> Result<Report> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        match self.thread.take().map(std::thread::JoinHandle::join) {
-            Some(Ok(report)) => report,
-            Some(Err(_)) => bail!("the subscriber thread panicked"),
-            None => bail!("already finished"),
-        }
-    }
-
-    /// Distinct messages the handler saw, over all channels, and how many came out of order.
-    fn tally(&self) -> (u64, u64) {
-        let observed = lock(&self.shared);
-        let received = observed.tallies.iter().map(Tally::received).sum();
-        let out_of_order = observed.tallies.iter().map(Tally::out_of_order).sum();
-        (received, out_of_order)
-    }
-
-    fn print_events(&self) {
-        let observed = lock(&self.shared);
-        let start = observed.events.first().map(|(at, _)| *at);
-        for (at, event) in observed.events.iter().take(12) {
-            let since = start.map(|s| at.duration_since(s)).unwrap_or_default();
-            println!("  [{:>7.3}s] {event}", since.as_secs_f64());
-        }
-        if observed.events.len() > 12 {
-            println!("  ... {} events in all", observed.events.len());
-        }
-    }
-}
-
-async fn misbehave_on(misbehave: Misbehave, channel: usize, seq: u64) {
-    match misbehave {
-        Misbehave::Hang { every } if channel == 0 && seq % every == every - 1 => {
-            std::future::pending::<()>().await
-        }
-        Misbehave::Block { at, for_ms } if channel == 0 && seq == at => {
-            // Deliberately wrong: blocking the runtime's only thread stops the reader too.
-            std::thread::sleep(Duration::from_millis(for_ms))
-        }
-        Misbehave::Slow { every } if seq.is_multiple_of(every) => {
-            tokio::time::sleep(Duration::from_millis(1)).await
-        }
-        _ => {}
-    }
-}
-
-/// Channel names end in `:<index>`.
-fn channel_index(name: &str) -> Option<usize> {
-    name.rsplit(':')
-        .next()?
-        .parse()
-        .ok()
-        .filter(|i| *i < CHANNELS)
 }
 
 fn channels() -> Vec<String> {
@@ -529,6 +310,10 @@ async fn run_scenario(scenario: Scenario) -> Result<ResultLine> {
         // ANCHOR_END: disconnect_policy
         Scenario::BadPayloads => bad_payloads(&channels).await,
         Scenario::Shutdown => shutdown_mid_burst(&channels).await,
+        Scenario::ManyPublishers => publishers::many_publishers().await,
+        Scenario::BarePublishers => publishers::bare_publishers().await,
+        Scenario::SilentServer => publishers::silent_server().await,
+        Scenario::UnnumberedDisconnect => publishers::unnumbered_disconnect().await,
     }
 }
 
