@@ -55,6 +55,9 @@ cargo fmt --all --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --locked --all-targets --quiet -- -D warnings
 
+step "canary self-test (offline: pins loosened, resolved from Cargo's cache, report on a fixture)"
+bash ci/canary.sh --self-test
+
 step "check_book.py: includes, anchors, exercises, durations, speaker notes, pasted code"
 python3 ci/test_check_book.py
 python3 ci/check_book.py
