@@ -60,7 +60,7 @@ EXAMPLES = ROOT / "examples"
 
 INCLUDE = re.compile(r"\{\{#(?:include|rustdoc_include)\s+([^}:\s]+)(?::([A-Za-z0-9_-]+))?[^}]*\}\}")
 FENCE = re.compile(r"^(```+)([^\n`]*)\n(.*?)^\1[ \t]*$", re.S | re.M)
-TEST_REF = re.compile(r"`((?:tests|examples)/[\w./-]+\.rs)::(\w+)`")
+TEST_REF = re.compile(r"`((?:tests|examples|lab)/[\w./-]+\.rs)::(\w+)`")
 CHAPTER = re.compile(r"^ch(\d\d)-")
 TEST_FN = r"#\[(?:tokio::)?test\b[^\]]*\]\s*(?:#\[[^\]]*\]\s*)*(?:pub\s+)?(?:async\s+)?fn {name}\b"
 DURATION = re.compile(r"^> \*\*Duration:\*\* (\d+) minutes\b")

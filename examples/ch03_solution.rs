@@ -1,27 +1,35 @@
 //! Chapter 3 exercise, solved: a `Stream` adapter that drops duplicates.
 //!
-//! A publisher that restarts from 0, or a subscriber that reconnects and replays, delivers
-//! numbers it delivered before. `DropDuplicates` passes an item only if its number is higher
-//! than every number seen so far, and counts what it dropped.
+//! A subscription to a channel *and* a pattern that matches it delivers every message twice;
+//! a subscriber that replays after reconnecting delivers some again. `DropDuplicates` passes
+//! a numbered message only if its number is higher than every number seen from the same
+//! publisher run (name and epoch), and counts what it dropped. A restarted publisher is a new
+//! run: its messages are new, even though their numbers start again from 0.
 //!
 //! cargo run --example ch03_solution
 //! cargo test --example ch03_solution
 
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
+use lab::message::{Identity, Mark};
 use lab::{Publisher, RedisServer, ResultLine, Tally};
 use pin_project_lite::pin_project;
 
+/// A publisher run: its name and epoch (`None`: bare numbers, one anonymous run).
+type Run = Option<(String, u64)>;
+
 pin_project! {
-    /// Passes items whose number is higher than any seen before; drops the rest.
+    /// Passes messages whose number is higher than any seen before from the same publisher
+    /// run; drops the rest. Items without a number pass.
     pub struct DropDuplicates<S, F> {
         #[pin]
         inner: S,
-        seq_of: F,
-        highest: Option<u64>,
+        mark_of: F,
+        highest: HashMap<Run, u64>,
         dropped: u64,
     }
 }
@@ -29,13 +37,13 @@ pin_project! {
 impl<S, F> DropDuplicates<S, F>
 where
     S: Stream,
-    F: FnMut(&S::Item) -> u64,
+    F: for<'a> FnMut(&'a S::Item) -> Option<Mark<'a>>,
 {
-    pub fn new(inner: S, seq_of: F) -> Self {
+    pub fn new(inner: S, mark_of: F) -> Self {
         Self {
             inner,
-            seq_of,
-            highest: None,
+            mark_of,
+            highest: HashMap::new(),
             dropped: 0,
         }
     }
@@ -46,14 +54,14 @@ where
     }
 }
 
-// ANCHOR: solution
 impl<S, F> Stream for DropDuplicates<S, F>
 where
     S: Stream,
-    F: FnMut(&S::Item) -> u64,
+    F: for<'a> FnMut(&'a S::Item) -> Option<Mark<'a>>,
 {
     type Item = S::Item;
 
+    // ANCHOR: solution
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
         let mut this = self.project();
         // A loop, not one poll: after dropping an item we must ask the inner stream again.
@@ -63,17 +71,25 @@ where
             let Some(item) = futures::ready!(this.inner.as_mut().poll_next(cx)) else {
                 return Poll::Ready(None);
             };
-            let seq = (this.seq_of)(&item);
-            if this.highest.is_some_and(|highest| seq <= highest) {
-                *this.dropped += 1;
-                continue;
+            let Some(Mark::Message { origin, seq }) = (this.mark_of)(&item) else {
+                return Poll::Ready(Some(item)); // not a numbered message: not ours to judge
+            };
+            let run = origin.map(|o| (o.publisher.to_string(), o.epoch));
+            match this.highest.get_mut(&run) {
+                Some(highest) if seq <= *highest => *this.dropped += 1,
+                Some(highest) => {
+                    *highest = seq;
+                    return Poll::Ready(Some(item));
+                }
+                None => {
+                    this.highest.insert(run, seq);
+                    return Poll::Ready(Some(item));
+                }
             }
-            *this.highest = Some(seq);
-            return Poll::Ready(Some(item));
         }
     }
+    // ANCHOR_END: solution
 }
-// ANCHOR_END: solution
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -82,33 +98,52 @@ async fn main() -> anyhow::Result<()> {
     let client = lab::connect::open(server.url()).await?;
     let sent = lab::scaled(10_000, 1_000);
     let channel = lab::unique_channel("ch03:dedup");
+    // The channel, and a pattern that matches it: Redis delivers every message twice.
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(&channel).await?;
+    pubsub.psubscribe(format!("{channel}*")).await?;
     let mut unique = DropDuplicates::new(pubsub.into_on_message(), |msg: &redis::Msg| {
-        lab::seq_of(msg.get_payload_bytes()).unwrap_or(0)
+        lab::mark_of(msg.get_payload_bytes()).ok()
     });
 
-    // A publisher that sends the first half, restarts from 0, and sends everything.
+    // A publisher sends the first half, restarts (a new epoch) and sends everything.
     let mut con = client.get_multiplexed_async_connection().await?;
-    let publisher = Publisher::new(&channel);
-    publisher.send(&mut con, 0..sent / 2).await?;
-    publisher.send(&mut con, 0..sent).await?;
+    let (before, after) = (Identity::new("orders"), Identity::new("orders"));
+    Publisher::new(&channel)
+        .named(before.clone())
+        .send(&mut con, 0..sent / 2)
+        .await?;
+    Publisher::new(&channel)
+        .named(after.clone())
+        .send(&mut con, 0..sent)
+        .await?;
 
-    let mut tally = Tally::new(sent);
+    // The harness's own count, one tally per run.
+    let (mut first_run, mut second_run) = (Tally::new(sent / 2), Tally::new(sent));
     while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(500), unique.next()).await
     {
-        tally.record(lab::seq_of(msg.get_payload_bytes())?);
+        if let Ok(Mark::Message {
+            origin: Some(origin),
+            seq,
+        }) = lab::mark_of(msg.get_payload_bytes())
+        {
+            match origin.epoch == before.epoch() {
+                true => first_run.record(seq),
+                false => second_run.record(seq),
+            }
+        }
     }
+    let distinct = sent / 2 + sent;
+    let passed = first_run.received() + second_run.received();
+    let twice = first_run.duplicates() + second_run.duplicates();
     println!(
-        "published {} messages, {sent} distinct; passed {}, dropped {}, duplicates passed {}",
-        sent / 2 + sent,
-        tally.received(),
+        "published {distinct} distinct messages, each delivered twice; passed {passed}, \
+         dropped {}, duplicates passed {twice}",
         unique.dropped(),
-        tally.duplicates()
     );
-    ResultLine::from_tally("dedup", lab::REDIS_CURRENT, &tally, 0)
+    ResultLine::new("dedup", lab::REDIS_CURRENT, distinct, passed, 0)
         .with("dropped", unique.dropped())
-        .with("duplicates_passed", tally.duplicates())
+        .with("duplicates_passed", twice)
         .print();
     Ok(())
 }
@@ -118,36 +153,60 @@ mod tests {
     use super::*;
     use futures::stream;
 
+    fn payloads(marks: &[(&Identity, u64)]) -> Vec<Vec<u8>> {
+        marks
+            .iter()
+            .map(|(who, seq)| who.message(*seq, 0))
+            .collect()
+    }
+
+    fn mark(payload: &Vec<u8>) -> Option<Mark<'_>> {
+        lab::mark_of(payload).ok()
+    }
+
     #[tokio::test]
-    async fn passes_each_number_once_in_order() {
-        let items = stream::iter([0u64, 1, 2, 0, 1, 2, 3, 3, 4]);
-        let mut unique = DropDuplicates::new(items, |&n| n);
+    async fn passes_each_message_of_each_run_once_in_order() {
+        let (a, b) = (Identity::with_epoch("a", 1), Identity::with_epoch("a", 2));
+        let items = payloads(&[
+            (&a, 0),
+            (&a, 0),
+            (&a, 1),
+            (&b, 0),
+            (&a, 1),
+            (&b, 0),
+            (&b, 1),
+        ]);
+        let mut unique = DropDuplicates::new(stream::iter(items), mark);
         let mut out = Vec::new();
-        while let Some(n) = unique.next().await {
-            out.push(n);
+        while let Some(payload) = unique.next().await {
+            out.push(payload);
         }
-        assert_eq!(out, [0, 1, 2, 3, 4]);
-        assert_eq!(unique.dropped(), 4);
+        // The restart (epoch 2) starts again from 0: new messages, not duplicates.
+        assert_eq!(out, payloads(&[(&a, 0), (&a, 1), (&b, 0), (&b, 1)]));
+        assert_eq!(unique.dropped(), 3);
     }
 
     #[tokio::test]
     async fn a_dropped_item_does_not_stall_the_stream() {
-        // Items that come later, through a channel: after dropping `1`, the adapter must
-        // keep polling, or the task is never woken for `2`.
+        // Items that come later, through a channel: after dropping a duplicate, the adapter
+        // must keep polling, or the task is never woken for the next one.
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let mut unique = DropDuplicates::new(
             tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
-            |&n: &u64| n,
+            mark,
         );
-        tx.send(1).unwrap();
-        assert_eq!(unique.next().await, Some(1));
-        tx.send(1).unwrap();
+        tx.send(lab::numbered(1, 0)).unwrap();
+        assert_eq!(unique.next().await, Some(lab::numbered(1, 0)));
+        tx.send(lab::numbered(1, 0)).unwrap();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            tx.send(2).unwrap();
+            tx.send(lab::numbered(2, 0)).unwrap();
         });
         let next = tokio::time::timeout(Duration::from_secs(5), unique.next()).await;
-        assert_eq!(next.expect("the adapter stalled after a drop"), Some(2));
+        assert_eq!(
+            next.expect("the adapter stalled after a drop"),
+            Some(lab::numbered(2, 0))
+        );
         assert_eq!(unique.dropped(), 1);
     }
 }

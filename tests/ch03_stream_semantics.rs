@@ -137,6 +137,22 @@ fn the_gap_adapter_agrees_with_the_tally_on_many_hole_patterns() {
     }
 }
 
+/// Chapter 3's exercise on a real channel: subscribed to the channel and to a pattern that
+/// matches it (every message twice), a publisher that restarts halfway (a new epoch, numbers
+/// from 0 again). Every distinct message passes once; the second copies are dropped.
+#[test]
+fn drop_duplicates_passes_a_restarted_publisher_and_drops_pattern_copies() {
+    let results = results("ch03_solution", false);
+    let dedup = find(&results, "dedup", lab::REDIS_CURRENT).unwrap();
+    assert_eq!(dedup.received, dedup.sent, "{dedup}");
+    assert_eq!(dedup.get_f64("duplicates_passed").unwrap(), 0.0, "{dedup}");
+    assert_eq!(
+        dedup.get_f64("dropped").unwrap(),
+        dedup.sent as f64,
+        "{dedup}"
+    );
+}
+
 /// What the server counts, and what it does not: `CLIENT LIST` shows each subscriber's output
 /// buffer (`omem`, `tot-mem`), and Redis 7.0 has no `client_output_buffer_limit_disconnections`
 /// in `INFO stats` (PR #12476 added it after 7.2.0; a newer server must have it).
