@@ -193,3 +193,65 @@ fn the_server_shows_buffers_not_which_messages_were_lost() {
         "Redis {version}:\n{stats}"
     );
 }
+
+// Issue 17: the budget claim, per release. The lab is built against redis 1.8.1, so these
+// modules use only lab helpers that touch no redis type (see tests/releases).
+#[macro_use]
+mod releases;
+
+/// `ready_chunks(256)` over a 20,000-message burst already waiting (step 5 of
+/// `examples/ch03_stream_steps.rs`, on the release in scope): the largest batch, and the tally.
+macro_rules! largest_ready_chunk_on {
+    ($client:expr) => {
+        release_helpers!();
+
+        async fn largest_ready_chunk() -> (usize, ResultLine) {
+            let server = lab::RedisServer::start().unwrap();
+            let channel = lab::unique_channel("ch03:budget");
+            let pubsub = subscriber(server.url(), &channel).await;
+            let sent = 20_000;
+            let mut chunks = pubsub.into_on_message().ready_chunks(256);
+            publish(server.url().into(), channel, 0..sent, 1000, None).await;
+            let (mut tally, mut largest) = (Tally::new(sent), 0);
+            while tally.received() < sent {
+                let Ok(Some(chunk)) = tokio::time::timeout(QUIET, chunks.next()).await else {
+                    break;
+                };
+                largest = largest.max(chunk.len());
+                for msg in chunk {
+                    tally.record(lab::seq_of(msg.get_payload_bytes()).unwrap());
+                }
+            }
+            let result = ResultLine::from_tally("steps-ready-chunks", $client, &tally, 0)
+                .with("largest", largest);
+            result.print();
+            (largest, result)
+        }
+    };
+}
+
+/// 1.8.1's stream reads a Tokio channel: it spends the task's budget, 128 items a poll.
+mod redis_1_8_1 {
+    largest_ready_chunk_on!(lab::REDIS_CURRENT);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_1_8_ready_chunks_stops_at_tokios_budget_of_128() {
+        let (largest, result) = largest_ready_chunk().await;
+        assert_eq!(result.lost, 0, "{result}");
+        assert!((2..=128).contains(&largest), "{result}");
+    }
+}
+
+/// 2.0.0-rc.2's stream reads a `futures_channel` receiver (redis-rs #2529): no budget.
+mod redis_2_0_0_rc_2 {
+    use redis_2_0 as redis;
+    largest_ready_chunk_on!("redis-2.0.0-rc.2");
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_2_0_ready_chunks_is_not_capped_at_128() {
+        let (largest, result) = largest_ready_chunk().await;
+        assert_eq!(result.lost, 0, "{result}");
+        // Measured: 256, all ready_chunks(256) may return. The claim is only "above 128".
+        assert!(largest > 128, "{result}");
+    }
+}
