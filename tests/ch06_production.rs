@@ -795,3 +795,35 @@ fn work_us_is_that_much_work_per_message() {
     let seconds = result.get_f64("elapsed_s").unwrap();
     assert!((0.9..=2.0).contains(&seconds), "{result}");
 }
+
+#[test]
+fn the_demo_with_three_publishers_per_channel_and_a_small_queue_notices_every_loss() {
+    let _turn = ONE_BURST_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let run = lab::example::run(
+        "ch06_production_subscriber",
+        &[
+            "--publishers",
+            "3",
+            "--queue",
+            "1000",
+            "--work-us",
+            "20",
+            "--demo-messages",
+            "5000",
+        ],
+    )
+    .unwrap();
+    let results = run.results().unwrap();
+    let result = find(&results, "demo", lab::REDIS_CURRENT).unwrap();
+    // 5,000 messages from each of 3 publishers on each of 4 channels, and 5 bad ones.
+    assert_eq!(result.sent, 5_000 * 3 * 4 + 5, "{result}");
+    assert_eq!(result.get_f64("publishers").unwrap(), 3.0, "{result}");
+    assert!(
+        result.lost > 0,
+        "the small queue should have dropped: {result}"
+    );
+    assert_eq!(result.lost, result.noticed, "{result}");
+    assert_eq!(result.get_f64("unknown_gaps").unwrap(), 0.0, "{result}");
+}
