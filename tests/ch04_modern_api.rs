@@ -146,7 +146,10 @@ fn on_2_0_a_bounded_push_sender_counts_every_push_it_drops() {
     let bounded = find(&results, "bounded-push-sender", REDIS_2_0).unwrap();
     assert!(bounded.lost > 0, "the queue never filled: {bounded}");
     assert_eq!(bounded.silent_loss(), 0, "{bounded}");
-    assert!(bounded.received >= 1000, "{bounded}");
+    // The queue holds 1,000 pushes, and the subscribe confirmation is one of them: at least
+    // 999 messages arrive even if the reader got no turn during the burst (one CI run on a
+    // loaded machine: received=999).
+    assert!(bounded.received >= 999, "{bounded}");
 }
 
 /// Moving to redis 2.0: TCP_NODELAY is on by default (#2196), read back from the socket.
