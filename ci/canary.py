@@ -70,8 +70,15 @@ def parse_log(log):
     results, current = [], None
     failures = {}
     for match in FAILURE_BLOCK.finditer(log):
-        lines = [l for l in match.group(2).splitlines() if l.strip() and not l.startswith("RESULT ")]
-        failures.setdefault(match.group(1), lines[:3])
+        # From the panic on: its place and message, up to a backtrace or a note.
+        lines = [l for l in match.group(2).splitlines() if l.strip()]
+        start = next((i for i, l in enumerate(lines) if " panicked at " in l), 0)
+        kept = []
+        for line in lines[start:]:
+            if line.startswith(("stack backtrace:", "note: ")):
+                break
+            kept.append(line)
+        failures.setdefault(match.group(1), kept[:3])
     for line in log.splitlines():
         running = RUNNING.match(line)
         if running:
