@@ -1,5 +1,5 @@
 //! Moving to redis 2.0 (appendix): a push sender of your own. `aio::SendError` is
-//! `#[non_exhaustive]` and carries a message (redis-rs #2268, #2394), and `PushInfo` is
+//! `#[non_exhaustive]` and carries a message (redis-rs #2268; #2394 logs it), and `PushInfo` is
 //! `#[non_exhaustive]` (#2334): code that wrote `Err(SendError)`, built a `PushInfo { .. }`
 //! literal or destructured one without `..` no longer compiles.
 //!
