@@ -132,6 +132,11 @@ for page, text in texts.items():
                 problem(rel, f"line {line_of(text, offset)}: anchor '{anchor}' not found in {path}")
             elif not re.search(rf"ANCHOR_END:\s*{re.escape(anchor)}\s*$", body, re.M):
                 problem(rel, f"line {line_of(text, offset)}: anchor '{anchor}' has no ANCHOR_END in {path}")
+    # Outputs come from runs: a RESULT line in a page is pasted (ci/outputs.py writes them).
+    if page.parent.name != "generated":
+        for number, line in enumerate(text.splitlines(), 1):
+            if re.match(r"\s*RESULT scenario=", line):
+                problem(rel, f"line {number}: a RESULT line is pasted; include the output from src/generated/ (add it to ci/outputs.py, then `python3 ci/outputs.py regen NAME`)")
     for block in FENCE.finditer(text):
         info = [word.strip() for word in re.split(r"[,\s]+", block.group(2)) if word.strip()]
         if not info or info[0] != "rust":

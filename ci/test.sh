@@ -66,6 +66,10 @@ step "cargo test (real redis-servers; examples run in quick mode)"
 cargo test --locked --all-targets
 cargo test --locked --doc --quiet
 
+step "outputs: every output the book shows still has the shape of what its program prints"
+python3 ci/outputs.py self-test
+python3 ci/outputs.py check
+
 step "mdbook build (no warnings allowed)"
 rm -rf book
 mkdir -p target

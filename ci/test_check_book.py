@@ -141,6 +141,7 @@ BROKEN = [
     ("starter hidden", CH, "```rust,ignore\n{{#include ../examples/ch01_exercise.rs:task}}\n```",
      "<details><summary>Starter</summary>\n\n```rust,ignore\n{{#include ../examples/ch01_exercise.rs:task}}\n```\n\n</details>",
      "is hidden in a <details> block"),
+    ("pasted RESULT line", CH, "Say this.", "Say this.\n\nRESULT scenario=x client=y sent=1 received=1 lost=0 noticed=0", "a RESULT line is pasted"),
     ("no claims link", CH, "[appendix](appendix-claims.md)", "the appendix", "no link to the claims appendix"),
     ("runnable rust block", CH, "```rust,ignore\n{{#include ../examples/ch01_topic.rs:main}}",
      "```rust\n{{#include ../examples/ch01_topic.rs:main}}", "cannot run in the Rust playground"),

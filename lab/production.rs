@@ -791,15 +791,23 @@ impl Intake {
     fn accept(&mut self, msg: Msg) -> bool {
         let counters = &self.shared.reader;
         let payload = msg.get_payload_bytes();
+        if payload.len() > self.config.max_payload {
+            // Not tracked either: if it was numbered, the next message or heartbeat shows it
+            // as a gap, and its loss is noticed.
+            counters.received.add(1);
+            counters.oversized.add(1);
+            return true;
+        }
         let channel = msg.get_channel_name();
         let state = self.channels.state(channel);
         // Numbers and heartbeats, per publisher (chapter 3). A heartbeat stops here: it is
         // not a message, and no queue policy may drop it.
-        let mark = match self.config.numbered {
-            true => mark_of(payload).ok(),
-            false => None,
+        let mark = if self.config.numbered {
+            mark_of(payload).ok()
+        } else {
+            None
         };
-        let restarts = state.tracker.stats().unknown_gaps;
+        let unknown_before = state.tracker.stats().unknown_gaps;
         let gap = match mark {
             Some(mark) => state.tracker.observe(mark),
             None => {
@@ -817,7 +825,7 @@ impl Intake {
                 last: gap.last,
             });
         }
-        if state.tracker.stats().unknown_gaps > restarts {
+        if state.tracker.stats().unknown_gaps > unknown_before {
             counters.restarts.add(1);
             self.config.event(Event::PublisherRestarted {
                 channel: channel.to_string(),
@@ -828,10 +836,6 @@ impl Intake {
             return true;
         }
         counters.received.add(1);
-        if payload.len() > self.config.max_payload {
-            counters.oversized.add(1);
-            return true;
-        }
         // The queue counts what it drops; only `disconnect` needs an answer from us.
         let worker = state.worker;
         !matches!(
