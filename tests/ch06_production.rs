@@ -682,10 +682,18 @@ fn a_redis_benchmark_burst_stays_within_the_memory_bound_on_both_runtimes() {
         println!("{runtime}: {}", fields.1);
         fields.assert_accounted();
         fields.assert_memory_bound(20_000.0, 128, 64.0);
-        assert!(fields.get("dropped") > 1_000_000.0, "{}", fields.1);
+        // The queues, not the memory, took the burst: the handler kept up with a few thousand,
+        // the policy dropped the rest of what was read.
+        assert!(
+            fields.get("dropped") > 0.9 * fields.get("received"),
+            "{}",
+            fields.1
+        );
         if fields.get("reconnects") == 0.0 {
             assert_eq!(fields.get("received"), 2_000_000.0, "{}", fields.1);
         } else {
+            // Disconnected by Redis (on a loaded machine, 4 times, received=866,960): what
+            // was lost in Redis is not in `received`, and each loss is an unknown gap.
             assert_eq!(
                 fields.get("unknown_gaps"),
                 fields.get("reconnects"),
