@@ -787,14 +787,16 @@ where
                     handle(plan, publishing.is_some()).await;
                 }
             }
-            Some(Err(_gap)) => {}
             // ANCHOR: stream_end
             None => {
                 // The stream's item is a message, not a Result: a disconnect looks exactly
                 // like the end of the stream. Nothing says how many messages went with it.
                 outcome.disconnects += 1;
                 break;
-            } // ANCHOR_END: stream_end
+            }
+            // ANCHOR_END: stream_end
+            // A gap: chapter 3's detector counted it (`checked.stats()` below).
+            Some(Err(_gap)) => {}
         }
     }
     if let Some(rx) = publishing {
@@ -951,7 +953,6 @@ async fn supervise(
 }
 // ANCHOR_END: supervise
 
-// ANCHOR: handler
 /// The handler side, shared by the queue designs: take messages from the queue, handle each
 /// one. (The reader counted them on the way in.)
 async fn handle_from_queue(
@@ -959,7 +960,6 @@ async fn handle_from_queue(
     publishing: oneshot::Receiver<Result<PublishReport>>,
     plan: Plan,
 ) -> Result<Outcome> {
-    // ANCHOR_END: handler
     let mut tally = Tally::new(plan.messages);
     let mut outcome = Outcome::default();
     let mut publishing = Some(publishing);
@@ -969,21 +969,24 @@ async fn handle_from_queue(
             outcome.backlog_at_end = plan.messages.saturating_sub(tally.received());
             publishing = None;
         }
+        // ANCHOR: handler
         match tokio::time::timeout(quiet(), queue.recv()).await {
             Ok(Some(msg)) => {
                 if let Ok(seq) = lab::seq_of(msg.get_payload_bytes()) {
-                    tally.record(seq);
+                    tally.record(seq); // the harness's count
                 }
                 handle(plan, publishing.is_some()).await;
             }
-            // The queue was closed: the connection behind it is gone (RESP3 design).
+            // The queue was closed: the connection behind it is gone.
             Ok(None) => {
                 outcome.disconnects += 1;
                 break;
             }
+            // Quiet for a while after the publisher stopped: the run is over.
             Err(_quiet) if publishing.is_none() => break,
             Err(_quiet) => {}
         }
+        // ANCHOR_END: handler
     }
     if let Some(rx) = publishing {
         outcome.publish = rx.await.context("publisher thread")??;
