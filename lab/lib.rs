@@ -5,18 +5,22 @@
 //!
 //! - [`server`]: start a throwaway `redis-server` on a free loopback port (or use the one in
 //!   `REDIS_URL`), and kill, pause or restart it for fault tests;
-//! - [`message`]: numbered payloads (a sequence number padded to a chosen size);
+//! - [`message`]: numbered payloads (`<seq>#`, or `<publisher>:<epoch>:<seq>#` from a named
+//!   publisher) and heartbeats, padded to a chosen size;
 //! - [`publish`]: a publisher that sends numbered messages as a burst, one per round trip, or
-//!   paced at a rate;
+//!   paced at a rate, named with heartbeats if asked;
 //! - [`tally`]: what arrived: received, duplicates, out of order, and which numbers are missing;
 //! - [`report`]: the `RESULT ...` line every message-moving example prints, and its parser;
 //! - [`redact`] and [`connect`]: clear errors for bad URLs, unreachable servers and wrong
 //!   passwords, without ever printing a password;
-//! - [`gaps`]: a `Stream` adapter that notices sequence gaps (built in chapter 3);
+//! - [`gaps`]: noticing loss: a tracker per channel (per publisher and run, heartbeats
+//!   included) and a `Stream` adapter around it (built in chapter 3);
 //! - [`mem`]: the process's resident memory, for the backpressure chapter;
 //! - [`push`]: a RESP3 push sender that feeds a bounded queue (chapter 5);
 //! - [`overflow`]: a bounded queue with an explicit overflow policy (chapter 5);
-//! - [`example`]: run an example program from a test and read its RESULT lines.
+//! - [`example`]: run an example program from a test and read its RESULT lines;
+//! - [`cluster`]: start a throwaway Redis cluster, and kill or restart its nodes (chapter 9);
+//! - [`production`]: the recommended subscriber (chapter 6).
 //!
 //! Three modules are chapter code that several programs share, and the chapters show them
 //! by name: [`overflow`] and [`push`] (the bounded reader, chapter 5), and [`production`]
