@@ -835,3 +835,254 @@ fn the_demo_with_three_publishers_per_channel_and_a_small_queue_notices_every_lo
     assert_eq!(result.lost, result.noticed, "{result}");
     assert_eq!(result.get_f64("unknown_gaps").unwrap(), 0.0, "{result}");
 }
+
+// ---------------------------------------------------------------------------------------
+// redis-rs's own tools through the same faults (issue 14): `ConnectionManager` with automatic
+// resubscription and a push sender (`broadcast`, or chapter 5's bounded queue), side by side
+// with `lab::production`, from `examples/ch06_library_tools/`; and `broadcast`'s `Lagged(n)`
+// from `examples/ch06_broadcast_lagged.rs`.
+
+const PRODUCTION: &str = "production";
+const MANAGER_BROADCAST: &str = "manager-broadcast";
+const MANAGER_QUEUE: &str = "manager-queue";
+/// `manager-broadcast` retrying for ever, at most ~1 s apart, with a PING every second.
+const MANAGER_TUNED: &str = "manager-tuned";
+const LIBRARY_ALONE: [&str; 2] = [MANAGER_BROADCAST, MANAGER_QUEUE];
+
+/// Run one fault of `ch06_library_tools` in quick mode (every design side by side, or the
+/// `designs` given); its RESULT lines, by design.
+fn library_tools(fault: &str, designs: &[&str]) -> std::collections::HashMap<String, ResultLine> {
+    let mut args = vec!["--scenario", fault];
+    for design in designs {
+        args.extend(["--design", design]);
+    }
+    let run =
+        lab::example::run_with_env("ch06_library_tools", &args, &[("LAB_QUICK", "1")]).unwrap();
+    println!("{}", run.stdout());
+    assert!(!run.stderr().contains("panicked"), "{}", run.stderr());
+    let results = run.results().unwrap();
+    let mut by_design = std::collections::HashMap::new();
+    for line in results {
+        let (_, design) = line.scenario.rsplit_once('/').unwrap();
+        // Every design keeps each publisher's messages in order, whatever the fault.
+        if let Ok(out_of_order) = line.get_f64("out_of_order") {
+            assert_eq!(out_of_order, 0.0, "{line}");
+        }
+        by_design.insert(design.to_string(), line);
+    }
+    by_design
+}
+
+fn field(line: &ResultLine, key: &str) -> String {
+    line.get(key)
+        .unwrap_or_else(|| panic!("no {key}= in {line}"))
+        .to_string()
+}
+
+#[test]
+fn the_connection_manager_resubscribes_by_itself_after_client_kill_and_every_loss_is_noticed() {
+    let results = library_tools("client-kill", &[]);
+    assert_eq!(results.len(), 4, "{results:?}");
+    for line in results.values() {
+        assert_eq!(field(line, "resubscribed"), "yes", "{line}");
+        assert!(extra(line, "resubscribed_ms") < 3_000, "{line}");
+        assert_eq!(line.silent_loss(), 0, "{line}");
+        // The application hears of the disconnection: an event, a Disconnection push, the
+        // push sender's watch.
+        assert!(extra(line, "told_disconnected") >= 1, "{line}");
+    }
+}
+
+#[test]
+fn the_connection_manager_resubscribes_after_a_server_restart_1s_later() {
+    let results = library_tools("restart", &[]);
+    for line in results.values() {
+        assert_eq!(field(line, "resubscribed"), "yes", "{line}");
+        // Its attempts come 0.1-0.2, 0.2-0.4, 0.4-0.8, 0.8-1.6 s apart: the one after the
+        // restart within about 2 s.
+        assert!(extra(line, "resubscribed_ms") < 5_000, "{line}");
+        assert_eq!(line.silent_loss(), 0, "{line}");
+    }
+}
+
+#[test]
+fn the_connection_manager_gives_up_after_a_long_outage_and_never_tries_again_by_itself() {
+    let results = library_tools("long-outage", &[]);
+    // Defaults: 6 retries over 6.3-12.6 s; the server is back after 14 s.
+    for design in LIBRARY_ALONE {
+        let line = &results[design];
+        assert_eq!(field(line, "resubscribed"), "no", "{line}");
+        assert!(line.lost > 0, "{line}");
+        assert_eq!(line.noticed, 0, "lost without a word: {line}");
+        assert_eq!(extra(line, "told_resubscribed"), 0, "{line}");
+    }
+    // Retrying for ever (and a PING) brings it back; lab::production's backoff never stops.
+    for design in [MANAGER_TUNED, PRODUCTION] {
+        let line = &results[design];
+        assert_eq!(field(line, "resubscribed"), "yes", "{line}");
+        assert_eq!(line.silent_loss(), 0, "{line}");
+    }
+}
+
+#[test]
+fn a_server_paused_for_3s_costs_no_design_anything() {
+    let results = library_tools("pause", &[]);
+    assert_eq!(results.len(), 4);
+    for line in results.values() {
+        assert_eq!(line.lost, 0, "{line}");
+        assert_eq!(extra(line, "told_disconnected"), 0, "{line}");
+    }
+}
+
+#[test]
+fn only_lab_production_notices_a_server_silent_past_the_ping_timeout() {
+    let results = library_tools("silent-server", &[]);
+    let production = &results[PRODUCTION];
+    assert_eq!(field(production, "reconnected"), "yes", "{production}");
+    assert_eq!(production.silent_loss(), 0, "{production}");
+    // The ConnectionManager has no health check of its own: it waits, and here the
+    // connection comes back with the server, so waiting loses nothing.
+    for design in LIBRARY_ALONE {
+        let line = &results[design];
+        assert_eq!(field(line, "reconnected"), "no", "{line}");
+        assert_eq!(line.lost, 0, "{line}");
+    }
+    // A PING through the manager times out (told), and the manager does not reconnect.
+    let tuned = &results[MANAGER_TUNED];
+    assert!(extra(tuned, "pings_failed") >= 1, "{tuned}");
+    assert_eq!(field(tuned, "reconnected"), "no", "{tuned}");
+}
+
+#[test]
+fn a_connection_silent_for_good_is_never_noticed_by_the_connection_manager() {
+    let results = library_tools("half-open", &[]);
+    let production = &results[PRODUCTION];
+    assert_eq!(field(production, "resubscribed"), "yes", "{production}");
+    assert!(production.lost > 0, "{production}");
+    assert_eq!(production.silent_loss(), 0, "{production}");
+    for design in [MANAGER_BROADCAST, MANAGER_QUEUE, MANAGER_TUNED] {
+        let line = &results[design];
+        assert_eq!(field(line, "resubscribed"), "no", "{line}");
+        // Everything after the freeze, fence and goodbyes included: silent.
+        assert!(line.lost >= line.sent / 3, "{line}");
+        assert_eq!(line.noticed, 0, "{line}");
+        assert_eq!(extra(line, "told_disconnected"), 0, "{line}");
+    }
+    // PINGs through the manager time out, one a second, and change nothing.
+    assert!(
+        extra(&results[MANAGER_TUNED], "pings_failed") >= 3,
+        "{}",
+        results[MANAGER_TUNED]
+    );
+}
+
+#[test]
+fn after_an_output_buffer_disconnect_every_design_resubscribes_and_notices_the_loss() {
+    let results = library_tools("buffer-limit", &[]);
+    assert_eq!(results.len(), 4);
+    for line in results.values() {
+        assert_eq!(field(line, "resubscribed"), "yes", "{line}");
+        assert!(line.lost > 0, "the limit should have cost messages: {line}");
+        assert_eq!(line.silent_loss(), 0, "{line}");
+    }
+}
+
+#[test]
+fn a_refused_resubscription_is_ignored_by_the_connection_manager_and_never_retried() {
+    let results = library_tools("acl-revoked", &[]);
+    let production = &results[PRODUCTION];
+    assert_eq!(field(production, "resubscribed"), "yes", "{production}");
+    assert_eq!(production.silent_loss(), 0, "{production}");
+    for design in [MANAGER_BROADCAST, MANAGER_QUEUE, MANAGER_TUNED] {
+        let line = &results[design];
+        // Told of the disconnection, never of the refused SUBSCRIBE; never subscribed again,
+        // though the permission came back 1 s later (and the PINGs succeed).
+        assert_eq!(field(line, "resubscribed"), "no", "{line}");
+        assert!(extra(line, "told_disconnected") >= 1, "{line}");
+        assert_eq!(extra(line, "told_resubscribed"), 0, "{line}");
+        assert!(line.silent_loss() > 0, "{line}");
+    }
+    assert_eq!(extra(&results[MANAGER_TUNED], "pings_failed"), 0);
+}
+
+#[test]
+fn bad_payloads_reach_every_design_and_are_all_counted() {
+    let results = library_tools("bad-payloads", &[]);
+    assert_eq!(results.len(), 4);
+    for line in results.values() {
+        assert_eq!(line.received, 100_000, "{line}");
+        assert_eq!(extra(line, "bad_sent"), 1_000, "{line}");
+        assert_eq!(extra(line, "bad_counted"), 1_000, "{line}");
+    }
+}
+
+#[test]
+fn shutdown_mid_burst_every_design_accounts_for_what_reached_it() {
+    let results = library_tools("shutdown", &[]);
+    assert_eq!(results.len(), 4);
+    for line in results.values() {
+        assert!(
+            line.sent < extra(line, "published"),
+            "not mid-burst: {line}"
+        );
+        assert!(line.received > 0, "{line}");
+        // Handled, or counted: dropped, lagged (a gap), abandoned at the deadline.
+        assert_eq!(line.silent_loss(), 0, "{line}");
+    }
+}
+
+/// 2,000,000 PUBLISH from `redis-benchmark` against a 1 ms handler, one process per design,
+/// current-thread runtime: lab::production stays within chapter 6's memory bound; the
+/// ConnectionManager's designs hold the backlog in the manager's unbounded channel, in front
+/// of the bounded stage, far above it.
+#[test]
+fn the_connection_manager_holds_a_burst_in_an_unbounded_channel_in_front_of_the_bound() {
+    let _turn = ONE_BURST_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let results = library_tools("burst", &[PRODUCTION, MANAGER_BROADCAST, MANAGER_QUEUE]);
+    let peak = |line: &ResultLine| line.get_f64("rss_peak_mb").unwrap();
+    let bound = |line: &ResultLine| line.get_f64("bound_mb").unwrap();
+    let production = &results[PRODUCTION];
+    assert!(peak(production) <= bound(production), "{production}");
+    assert!(peak(production) < 64.0, "{production}");
+    for design in LIBRARY_ALONE {
+        let line = &results[design];
+        // Measured 182-449 MB against bounds near 40 MB; more than 50 MB over is no noise.
+        assert!(peak(line) > bound(line) + 50.0, "{line}");
+    }
+    // The Disconnection push travels the broadcast ring with the messages: a receiver that
+    // lags loses it, and is not told the connection was lost at all.
+    let broadcast = &results[MANAGER_BROADCAST];
+    let disconnects = extra(broadcast, "server_disconnects");
+    assert!(
+        disconnects == 0 || extra(broadcast, "told_disconnected") < disconnects,
+        "{broadcast}"
+    );
+}
+
+#[test]
+fn a_broadcast_receivers_lagged_n_is_counted_loss_and_while_let_ok_ends_on_it_silently() {
+    let run =
+        lab::example::run_with_env("ch06_broadcast_lagged", &[], &[("LAB_QUICK", "1")]).unwrap();
+    let results = run.results().unwrap();
+    println!("{}", run.stdout());
+    let counted = find(&results, "lagged-counted", lab::REDIS_CURRENT).unwrap();
+    assert!(
+        counted.lost > 0,
+        "the receiver should have lagged: {counted}"
+    );
+    // Every skipped message in a Lagged(n), and the sequence gaps agree exactly.
+    assert_eq!(counted.noticed, counted.lost, "{counted}");
+    assert_eq!(extra(counted, "lagged"), counted.lost, "{counted}");
+    assert_eq!(extra(counted, "gaps_missing"), counted.lost, "{counted}");
+    let while_let = find(&results, "lagged-while-let-ok", lab::REDIS_CURRENT).unwrap();
+    // The loop ended on the first Lagged: at most the channel's capacity (and whatever it
+    // read first) was handled; the rest is gone, and nothing said so.
+    assert!(
+        while_let.received <= extra(while_let, "capacity") + 100,
+        "{while_let}"
+    );
+    assert!(while_let.lost >= while_let.sent / 2, "{while_let}");
+    assert_eq!(while_let.noticed, 0, "{while_let}");
+}

@@ -1,0 +1,677 @@
+//! The harness: each design (`lab::production`, and the two library-tools subscribers of
+//! `tools.rs`) runs on its own thread and current-thread runtime, as a service would, with
+//! the same handler: it records every message in a per-channel, per-publisher `Tally` and
+//! misbehaves on request. The library designs get chapter 3's `Tracker` too (what any
+//! subscriber must add to notice a loss), so that `noticed` means the same for all three.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow, bail};
+use clap::ValueEnum;
+use lab::Tally;
+use lab::gaps::Tracker;
+use lab::message::Mark;
+use lab::overflow::{Overflow, Pushed, bounded};
+use lab::production::{Config, Event, Rejected};
+use redis::Msg;
+
+use crate::CHANNELS;
+use crate::tools::{self, Told};
+
+/// The subscriber designs compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum)]
+pub enum Design {
+    /// `lab::production`: the book's hand-written subscriber.
+    Production,
+    /// `ConnectionManager` + automatic resubscription + a `broadcast::Sender<PushInfo>`.
+    ManagerBroadcast,
+    /// `ConnectionManager` + automatic resubscription + `lab::push::to_queue` into a bounded
+    /// queue (drop-oldest).
+    ManagerQueue,
+    /// `manager-broadcast` as well as the library's tools allow without a supervisor of our
+    /// own: retrying for ever, at most ~1 s apart (`tools::retry_forever`), and a PING through
+    /// the manager every second.
+    ManagerTuned,
+}
+
+impl Design {
+    pub const ALL: [Design; 4] = [
+        Design::Production,
+        Design::ManagerBroadcast,
+        Design::ManagerQueue,
+        Design::ManagerTuned,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Design::Production => "production",
+            Design::ManagerBroadcast => "manager-broadcast",
+            Design::ManagerQueue => "manager-queue",
+            Design::ManagerTuned => "manager-tuned",
+        }
+    }
+}
+
+/// How the handler misbehaves.
+#[derive(Clone, Copy, Debug)]
+pub enum Misbehave {
+    Nothing,
+    /// Block the thread (not just the task) for `for_ms` at message `at` of channel 0.
+    Block {
+        at: u64,
+        for_ms: u64,
+    },
+    /// Sleep 1 ms every `every` messages: a consumer slower than the burst.
+    Slow {
+        every: u64,
+    },
+    /// `us` microseconds of CPU per message, on a blocking thread (chapter 6's `--work-us`).
+    Work {
+        us: u64,
+    },
+}
+
+/// What every design is given.
+#[derive(Clone)]
+pub struct Setup {
+    pub url: String,
+    /// The data channels; each design also subscribes its own probe channel
+    /// ([`probe_channel`]), by which the harness sees from the server when it is subscribed.
+    pub channels: Vec<String>,
+    pub probe_base: String,
+    /// Messages each queue (production: per worker) or the broadcast channel holds.
+    pub capacity: usize,
+    pub misbehave: Misbehave,
+    /// At shutdown, how long the handler may take to finish what is queued.
+    pub drain: Duration,
+    /// The publishers number their messages, from 0, after the subscribers are up.
+    pub numbered: bool,
+    /// The most messages one publisher run sends on one channel (the tallies' size).
+    pub room: u64,
+    /// Larger payloads are counted as oversized by `lab::production` (the others have no
+    /// such limit: the handler sees them).
+    pub max_payload: usize,
+}
+
+/// The channel by which the server says whether `design` is subscribed.
+pub fn probe_channel(base: &str, design: Design) -> String {
+    format!("{base}:probe:{}", design.name())
+}
+
+/// Who sent a message: its channel, and its publisher's name (`None`: a bare number).
+type Source = (usize, Option<String>);
+
+/// What the harness sees of one subscriber: filled by its handler and its events.
+#[derive(Default)]
+struct Observed {
+    tallies: HashMap<Source, Tally>,
+    room: u64,
+    /// Messages the handler took, good ones (duplicates included).
+    handled: u64,
+    /// Messages the handler rejected (bad payloads).
+    rejected: u64,
+    /// The highest sequence number the handler saw, per channel.
+    last_seq: Vec<Option<u64>>,
+    /// What the application was told, and when.
+    events: Vec<(Instant, String)>,
+    told_disconnected: u64,
+    told_resubscribed: u64,
+}
+
+type Shared = Arc<Mutex<Observed>>;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Observed {
+    fn told(&mut self, what: impl Into<String>) {
+        self.events.push((Instant::now(), what.into()));
+    }
+}
+
+/// The handler every design runs: decode, validate, record, misbehave. Bad input is
+/// rejected (counted), never unwrapped.
+async fn handle(
+    shared: Shared,
+    misbehave: Misbehave,
+    numbered: bool,
+    msg: Msg,
+) -> Result<(), Rejected> {
+    let result = check_and_record(&shared, numbered, &msg);
+    match &result {
+        Ok(Some((channel, seq))) => misbehave_on(misbehave, *channel, *seq).await,
+        Ok(None) => misbehave_on(misbehave, 0, u64::MAX).await,
+        Err(_) => lock(&shared).rejected += 1,
+    }
+    result.map(|_| ())
+}
+
+fn check_and_record(
+    shared: &Shared,
+    numbered: bool,
+    msg: &Msg,
+) -> Result<Option<(usize, u64)>, Rejected> {
+    let text = std::str::from_utf8(msg.get_payload_bytes()).map_err(|_| Rejected::BadPayload)?;
+    if !numbered {
+        lock(shared).handled += 1;
+        return Ok(None);
+    }
+    let Ok(Mark::Message { origin, seq }) = lab::mark_of(text.as_bytes()) else {
+        return Err(Rejected::BadPayload);
+    };
+    let channel = channel_index(msg.get_channel_name()).ok_or(Rejected::BadPayload)?;
+    let mut observed = lock(shared);
+    let room = observed.room;
+    observed
+        .tallies
+        .entry((channel, origin.map(|o| o.publisher.to_string())))
+        .or_insert_with(|| Tally::new(room))
+        .record(seq);
+    observed.handled += 1;
+    let last = &mut observed.last_seq[channel];
+    *last = (*last).max(Some(seq));
+    Ok(Some((channel, seq)))
+}
+
+async fn misbehave_on(misbehave: Misbehave, channel: usize, seq: u64) {
+    match misbehave {
+        Misbehave::Block { at, for_ms } if channel == 0 && seq == at => {
+            // Deliberately wrong: blocking the runtime's only thread stops the reader too.
+            std::thread::sleep(Duration::from_millis(for_ms))
+        }
+        Misbehave::Slow { every } if seq.is_multiple_of(every) => {
+            tokio::time::sleep(Duration::from_millis(1)).await
+        }
+        Misbehave::Work { us } => {
+            let busy = move || {
+                let until = Instant::now() + Duration::from_micros(us);
+                while Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+            };
+            let _ = tokio::task::spawn_blocking(busy).await;
+        }
+        _ => {}
+    }
+}
+
+/// Data channel names end in `:<index>`.
+pub fn channel_index(name: &str) -> Option<usize> {
+    name.rsplit(':')
+        .next()?
+        .parse()
+        .ok()
+        .filter(|i| *i < CHANNELS)
+}
+
+/// Chapter 3's loss detection, per channel, for the library designs (`lab::production` has
+/// its own, the same `Tracker`).
+#[derive(Default)]
+struct Gaps {
+    channels: HashMap<String, Tracker>,
+    /// The highest bare number seen per channel (the shutdown scenario's publishers).
+    max_bare: HashMap<String, u64>,
+}
+
+impl Gaps {
+    /// Count one message; false if it was a heartbeat (read here, never handled).
+    fn observe(&mut self, msg: &Msg, numbered: bool) -> bool {
+        let channel = msg.get_channel_name();
+        let tracker = match self.channels.get_mut(channel) {
+            Some(tracker) => tracker,
+            None => self
+                .channels
+                .entry(channel.to_string())
+                .or_insert_with(|| Tracker::starting_at(0)),
+        };
+        let mark = match numbered {
+            true => lab::mark_of(msg.get_payload_bytes()).ok(),
+            false => None,
+        };
+        match mark {
+            Some(mark) => {
+                tracker.observe(mark);
+                if let Mark::Message { origin: None, seq } = mark {
+                    let max = self.max_bare.entry(channel.to_string()).or_default();
+                    *max = (*max).max(seq);
+                }
+                !matches!(mark, Mark::Heartbeat { .. })
+            }
+            None => {
+                tracker.unnumbered();
+                true
+            }
+        }
+    }
+
+    fn sum(&self, stat: impl Fn(&lab::gaps::GapStats) -> u64) -> u64 {
+        self.channels.values().map(|t| stat(&t.stats())).sum()
+    }
+
+    /// Messages that reached the subscriber, from bare numbers counted from 0.
+    fn reached_bare(&self) -> u64 {
+        self.max_bare.values().map(|max| max + 1).sum()
+    }
+}
+
+/// A design's counters at the end.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// Messages the subscriber knows it lost.
+    pub noticed: u64,
+    pub missing: u64,
+    pub dropped: u64,
+    pub lagged: u64,
+    pub abandoned: u64,
+    pub unknown_gaps: u64,
+    pub heartbeats: u64,
+    pub oversized: u64,
+    /// Messages that reached the subscriber (the shutdown scenario's `sent`).
+    pub reached: u64,
+    pub reconnects: Option<u64>,
+    /// PINGs through the manager that failed (`manager-tuned`).
+    pub pings_failed: u64,
+    pub rss_idle_mb: f64,
+}
+
+/// One design under test, on its own thread and runtime.
+pub struct Subscriber {
+    pub design: Design,
+    shared: Shared,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<Outcome>>>,
+}
+
+impl Subscriber {
+    /// Start `design` on a current-thread runtime of its own; returns once it is subscribed
+    /// (or failed).
+    pub fn start(design: Design, setup: &Setup) -> Result<Self> {
+        Self::start_on(design, setup, false)
+    }
+
+    /// Like [`start`](Self::start), on a multi-thread runtime if `multi_thread`.
+    pub fn start_on(design: Design, setup: &Setup, multi_thread: bool) -> Result<Self> {
+        let shared: Shared = Arc::new(Mutex::new(Observed {
+            room: setup.room,
+            last_seq: vec![None; CHANNELS],
+            ..Observed::default()
+        }));
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
+        let (setup, observed) = (setup.clone(), Arc::clone(&shared));
+        let thread = std::thread::spawn(move || -> Result<Outcome> {
+            let runtime = match multi_thread {
+                true => tokio::runtime::Builder::new_multi_thread(),
+                false => tokio::runtime::Builder::new_current_thread(),
+            }
+            .enable_all()
+            .build()?;
+            runtime.block_on(async move {
+                match design {
+                    Design::Production => run_production(setup, observed, ready_tx, stop_rx).await,
+                    Design::ManagerBroadcast | Design::ManagerTuned => {
+                        run_broadcast(design, setup, observed, ready_tx, stop_rx).await
+                    }
+                    Design::ManagerQueue => run_queue(setup, observed, ready_tx, stop_rx).await,
+                }
+            })
+        });
+        let ready = ready_rx.recv();
+        let mut subscriber = Self {
+            design,
+            shared,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        };
+        match ready {
+            Ok(Ok(())) => Ok(subscriber),
+            Ok(Err(error)) => {
+                let _ = subscriber.finish();
+                Err(error.context(format!("starting {}", design.name())))
+            }
+            Err(_) => match subscriber.finish() {
+                Err(error) => Err(error.context(format!("starting {}", design.name()))),
+                Ok(_) => bail!("{} stopped before it subscribed", design.name()),
+            },
+        }
+    }
+
+    /// Distinct messages the handler saw, and how many came out of order.
+    pub fn tally(&self) -> (u64, u64) {
+        let observed = lock(&self.shared);
+        let received = observed.tallies.values().map(Tally::received).sum();
+        let out_of_order = observed.tallies.values().map(Tally::out_of_order).sum();
+        (received, out_of_order)
+    }
+
+    /// Messages the handler took (good ones, duplicates included) and rejected.
+    pub fn handled(&self) -> (u64, u64) {
+        let observed = lock(&self.shared);
+        (observed.handled, observed.rejected)
+    }
+
+    /// True once the handler saw message `last` on every channel.
+    pub fn saw_everywhere(&self, last: u64) -> bool {
+        lock(&self.shared)
+            .last_seq
+            .iter()
+            .all(|seen| *seen >= Some(last))
+    }
+
+    /// How often the application was told the connection was lost, and subscribed again.
+    pub fn told(&self) -> (u64, u64) {
+        let observed = lock(&self.shared);
+        (observed.told_disconnected, observed.told_resubscribed)
+    }
+
+    /// Ask it to stop (without waiting): unsubscribe, drain within the deadline.
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Stop and wait; the final counters.
+    pub fn finish(&mut self) -> Result<Outcome> {
+        self.stop();
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(outcome)) => outcome,
+            Some(Err(_)) => bail!("the {} thread panicked", self.design.name()),
+            None => bail!("already finished"),
+        }
+    }
+
+    pub fn print_events(&self, since: Instant) {
+        let observed = lock(&self.shared);
+        for (at, event) in observed.events.iter().take(8) {
+            let at = at.saturating_duration_since(since).as_secs_f64();
+            println!("    [{at:>7.3}s] {event}");
+        }
+        if observed.events.len() > 8 {
+            println!("    ... {} events in all", observed.events.len());
+        }
+    }
+}
+
+fn subscriptions(setup: &Setup, design: Design) -> Vec<String> {
+    let mut channels = setup.channels.clone();
+    channels.push(probe_channel(&setup.probe_base, design));
+    channels
+}
+
+type Ready = std::sync::mpsc::Sender<Result<()>>;
+type Stop = tokio::sync::oneshot::Receiver<()>;
+
+async fn run_production(setup: Setup, shared: Shared, ready: Ready, stop: Stop) -> Result<Outcome> {
+    let mut config = Config::new(&setup.url, subscriptions(&setup, Design::Production));
+    config.numbered = setup.numbered;
+    config.first_seq = setup.numbered.then_some(0);
+    config.workers = 2;
+    config.queue_capacity = setup.capacity;
+    config.overflow = Overflow::DropOldest;
+    config.ping_every = Duration::from_secs(1);
+    config.ping_timeout = Duration::from_secs(5);
+    config.handler_timeout = Duration::from_millis(100);
+    config.drain_deadline = setup.drain;
+    config.max_payload = setup.max_payload;
+    let events = Arc::clone(&shared);
+    config.on_event = Some(Arc::new(move |event: &Event| {
+        let mut observed = lock(&events);
+        match event {
+            Event::Subscribed { reconnects, .. } if *reconnects > 0 => {
+                observed.told_resubscribed += 1
+            }
+            Event::Disconnected { .. } => observed.told_disconnected += 1,
+            _ => {}
+        }
+        observed.told(event.to_string());
+    }));
+    let (misbehave, numbered) = (setup.misbehave, setup.numbered);
+    let handler_shared = Arc::clone(&shared);
+    let handler = move |msg: Msg| handle(Arc::clone(&handler_shared), misbehave, numbered, msg);
+    let running = match lab::production::start(config, handler).await {
+        Ok(running) => running,
+        Err(error) => {
+            let _ = ready.send(Err(anyhow!("{error:#}")));
+            return Err(error);
+        }
+    };
+    let rss_idle_mb = lab::mem::rss_mb().unwrap_or(0.0);
+    let _ = ready.send(Ok(()));
+    let _ = stop.await;
+    let report = running.shutdown().await?;
+    lock(&shared).told(format!("final: {report}"));
+    Ok(Outcome {
+        noticed: report.noticed(),
+        missing: report.missing,
+        dropped: report.dropped,
+        abandoned: report.abandoned,
+        unknown_gaps: report.unknown_gaps,
+        heartbeats: report.heartbeats,
+        oversized: report.oversized,
+        reached: report.received - report.bad_payload - report.oversized,
+        reconnects: Some(report.reconnects),
+        rss_idle_mb,
+        ..Outcome::default()
+    })
+}
+
+// ANCHOR: broadcast_run
+async fn run_broadcast(
+    design: Design,
+    setup: Setup,
+    shared: Shared,
+    ready: Ready,
+    stop: Stop,
+) -> Result<Outcome> {
+    let channels = subscriptions(&setup, design);
+    let config = match design {
+        Design::ManagerTuned => tools::retry_forever(),
+        _ => redis::aio::ConnectionManagerConfig::new(),
+    };
+    let (mut manager, receiver) =
+        match tools::with_broadcast(&setup.url, &channels, setup.capacity, config).await {
+            Ok(subscribed) => subscribed,
+            Err(error) => {
+                let _ = ready.send(Err(anyhow!("{error:#}")));
+                return Err(error);
+            }
+        };
+    let rss_idle_mb = lab::mem::rss_mb().unwrap_or(0.0);
+    let told = Arc::new(Told::default());
+    let gaps = Arc::new(Mutex::new(Gaps::default()));
+    // After the drain deadline, messages are counted as abandoned instead of handled.
+    let counting_only = Arc::new(AtomicBool::new(false));
+    let abandoned = Arc::new(AtomicU64::new(0));
+    let consumer = {
+        let (told, gaps, shared) = (Arc::clone(&told), Arc::clone(&gaps), Arc::clone(&shared));
+        let (counting_only, abandoned) = (Arc::clone(&counting_only), Arc::clone(&abandoned));
+        let (misbehave, numbered) = (setup.misbehave, setup.numbered);
+        tokio::spawn(async move {
+            tools::receive(receiver, &told, |msg| {
+                let for_handler = lock(&gaps).observe(&msg, numbered);
+                let shared = Arc::clone(&shared);
+                let (counting_only, abandoned) =
+                    (Arc::clone(&counting_only), Arc::clone(&abandoned));
+                async move {
+                    if for_handler {
+                        if counting_only.load(Ordering::Relaxed) {
+                            abandoned.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            let _ = handle(shared, misbehave, numbered, msg).await;
+                        }
+                    }
+                    true
+                }
+            })
+            .await;
+        })
+    };
+    let pinger = (design == Design::ManagerTuned).then(|| {
+        let (manager, told) = (manager.clone(), Arc::clone(&told));
+        tokio::spawn(tools::ping_every(manager, Duration::from_secs(1), told))
+    });
+    let _ = ready.send(Ok(()));
+    let _ = stop.await;
+    if let Some(pinger) = pinger {
+        pinger.abort();
+    }
+    // What the application was told until now (a command at shutdown can revive a manager
+    // that gave up: that is not the fault's doing).
+    mirror_told(&told, &shared);
+    // Shutdown: unsubscribe; everything before Redis's confirmations reaches the receiver
+    // first. Handle until the deadline, then only count, until the confirmations are read.
+    let _ = tokio::time::timeout(Duration::from_secs(1), manager.unsubscribe(&channels)).await;
+    let confirmed = || Told::get(&told.unsubscribed) >= channels.len() as u64;
+    let deadline = Instant::now() + setup.drain;
+    while !confirmed() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    counting_only.store(true, Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while !confirmed() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    consumer.abort();
+    drop(manager);
+    let gaps = lock(&gaps);
+    let lagged = Told::get(&told.lagged);
+    let abandoned = abandoned.load(Ordering::Relaxed);
+    let missing = gaps.sum(|s| s.missing);
+    Ok(Outcome {
+        // Numbered: a lagged message is a sequence gap, counted once. Unnumbered: only
+        // `Lagged(n)` says how many (pushes of any kind, so about that many messages).
+        noticed: if setup.numbered { missing } else { lagged } + abandoned,
+        missing,
+        lagged,
+        abandoned,
+        unknown_gaps: gaps.sum(|s| s.unknown_gaps),
+        heartbeats: gaps.sum(|s| s.heartbeats),
+        reached: gaps.reached_bare(),
+        pings_failed: Told::get(&told.pings_failed),
+        rss_idle_mb,
+        ..Outcome::default()
+    })
+}
+// ANCHOR_END: broadcast_run
+
+/// Copy what the application was told into the harness's timeline (once).
+fn mirror_told(told: &Told, shared: &Shared) {
+    let log = lock(&told.log);
+    let mut observed = lock(shared);
+    observed.events.extend(log.iter().cloned());
+    observed.told_disconnected = Told::get(&told.disconnections);
+    observed.told_resubscribed = Told::get(&told.resubscriptions);
+}
+
+/// What the queue variant's push sender counts, in redis-rs's read loop.
+#[derive(Default)]
+struct Intake {
+    gaps: Gaps,
+    /// Messages that reached the push sender.
+    reached: u64,
+    /// Messages that arrived after the queue was closed (shutdown).
+    late: u64,
+    last_at: Option<Instant>,
+}
+
+async fn run_queue(setup: Setup, shared: Shared, ready: Ready, stop: Stop) -> Result<Outcome> {
+    let channels = subscriptions(&setup, Design::ManagerQueue);
+    let numbered = setup.numbered;
+    let (queue, mut received) = bounded(setup.capacity, Overflow::DropOldest);
+    let intake = Arc::new(Mutex::new(Intake::default()));
+    let accept = {
+        let (intake, queue) = (Arc::clone(&intake), queue.clone());
+        move |msg: Msg| {
+            let mut intake = lock(&intake);
+            intake.last_at = Some(Instant::now());
+            if !intake.gaps.observe(&msg, numbered) {
+                return true;
+            }
+            intake.reached += 1;
+            if let Pushed::Closed(_) = queue.push(msg) {
+                intake.late += 1;
+            }
+            true
+        }
+    };
+    let (mut manager, mut watch) = match tools::with_queue(&setup.url, &channels, accept).await {
+        Ok(subscribed) => subscribed,
+        Err(error) => {
+            let _ = ready.send(Err(anyhow!("{error:#}")));
+            return Err(error);
+        }
+    };
+    let rss_idle_mb = lab::mem::rss_mb().unwrap_or(0.0);
+    // What the application is told: `to_queue`'s watch fires on the first disconnection only.
+    let watcher = {
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let why = watch.lost().await;
+            let mut observed = lock(&shared);
+            observed.told_disconnected += 1;
+            observed.told(format!("push sender: connection lost ({why:?})"));
+        })
+    };
+    let taken = Arc::new(AtomicU64::new(0));
+    let worker = {
+        let (shared, taken) = (Arc::clone(&shared), Arc::clone(&taken));
+        let misbehave = setup.misbehave;
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(64);
+            while received.recv_many(&mut batch, 64).await > 0 {
+                for msg in batch.drain(..) {
+                    let _ = handle(Arc::clone(&shared), misbehave, numbered, msg).await;
+                    taken.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let _ = ready.send(Ok(()));
+    let _ = stop.await;
+    // Shutdown: unsubscribe, let what the manager still forwards arrive (its confirmations
+    // are not shown to `to_queue`'s function: wait until nothing came for 100 ms), close the
+    // queue, let the worker drain within the deadline.
+    let _ = tokio::time::timeout(Duration::from_secs(1), manager.unsubscribe(&channels)).await;
+    let quiet_since = Instant::now();
+    loop {
+        let last = lock(&intake)
+            .last_at
+            .unwrap_or(quiet_since)
+            .max(quiet_since);
+        if last.elapsed() > Duration::from_millis(100) || quiet_since.elapsed().as_secs() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    queue.close();
+    let mut worker = worker;
+    if tokio::time::timeout(setup.drain, &mut worker)
+        .await
+        .is_err()
+    {
+        worker.abort();
+    }
+    watcher.abort();
+    drop(manager);
+    let stats = queue.stats();
+    let intake = lock(&intake);
+    let queued = stats.queued - stats.dropped_oldest;
+    let abandoned = queued.saturating_sub(taken.load(Ordering::Relaxed)) + intake.late;
+    let missing = intake.gaps.sum(|s| s.missing);
+    Ok(Outcome {
+        noticed: missing + stats.dropped() + abandoned,
+        missing,
+        dropped: stats.dropped(),
+        abandoned,
+        unknown_gaps: intake.gaps.sum(|s| s.unknown_gaps),
+        heartbeats: intake.gaps.sum(|s| s.heartbeats),
+        reached: intake.reached,
+        rss_idle_mb,
+        ..Outcome::default()
+    })
+}
