@@ -6,6 +6,7 @@
 //!
 //! cargo run --example ch06_broadcast_lagged             # 20,000 messages
 //! cargo run --example ch06_broadcast_lagged -- --quick  # 5,000
+//! cargo run --example ch06_broadcast_lagged -- --write  # and src/generated/ch06-broadcast-lagged.md
 
 use std::time::Duration;
 
@@ -24,9 +25,24 @@ async fn main() -> Result<()> {
     let server = RedisServer::from_env()?;
     println!("Redis at {}", server.display_url());
     let n = lab::scaled(20_000, 5_000);
+    let mut output = String::new();
     for counting in [true, false] {
-        let line = run(&server, n, counting).await?;
+        let (said, line) = run(&server, n, counting).await?;
+        println!("{said}");
         line.print();
+        output.push_str(&format!("{said}\n{line}\n"));
+    }
+    if std::env::args().any(|arg| arg == "--write") {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/generated/ch06-broadcast-lagged.md"
+        );
+        let command = "cargo run --example ch06_broadcast_lagged -- --write";
+        let text = format!(
+            "<!-- Written by `{command}`; do not edit. -->\n\n```text\n$ {command}\n{output}```\n"
+        );
+        std::fs::write(path, text).with_context(|| format!("writing {path}"))?;
+        println!("wrote {path}");
     }
     Ok(())
 }
@@ -79,7 +95,7 @@ async fn while_let_ok_loop(mut rx: Receiver<PushInfo>) -> u64 {
 }
 // ANCHOR_END: while_let
 
-async fn run(server: &RedisServer, n: u64, counting: bool) -> Result<ResultLine> {
+async fn run(server: &RedisServer, n: u64, counting: bool) -> Result<(String, ResultLine)> {
     let channel = lab::unique_channel("ch06:lagged");
     let client = lab::push::resp3(&server.client()?)?;
     let (pushes, mut rx) = broadcast::channel::<PushInfo>(CAPACITY);
@@ -117,14 +133,19 @@ async fn run(server: &RedisServer, n: u64, counting: bool) -> Result<ResultLine>
         true => ("lagged-counted", lagged),
         false => ("lagged-while-let-ok", 0),
     };
-    println!(
-        "{scenario}: sent={sent} received={received} Lagged(n) summed={lagged} \
-         sequence gaps={missing}"
-    );
-    Ok(
-        ResultLine::new(scenario, lab::REDIS_CURRENT, sent, received, noticed)
-            .with("lagged", lagged)
-            .with("gaps_missing", missing)
-            .with("capacity", CAPACITY),
-    )
+    let said = match counting {
+        true => format!(
+            "counting loop: {received} handled; Lagged(n) said {lagged} were skipped; the \
+             sequence numbers say {missing} are missing"
+        ),
+        false => format!(
+            "while let Ok(..): {received} handled, then the loop ended on the first Lagged; \
+             nothing said so"
+        ),
+    };
+    let line = ResultLine::new(scenario, lab::REDIS_CURRENT, sent, received, noticed)
+        .with("lagged", lagged)
+        .with("gaps_missing", missing)
+        .with("capacity", CAPACITY);
+    Ok((said, line))
 }

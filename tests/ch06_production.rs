@@ -1048,8 +1048,9 @@ fn the_connection_manager_holds_a_burst_in_an_unbounded_channel_in_front_of_the_
     assert!(peak(production) < 64.0, "{production}");
     for design in LIBRARY_ALONE {
         let line = &results[design];
-        // Measured 182-449 MB against bounds near 40 MB; more than 50 MB over is no noise.
-        assert!(peak(line) > bound(line) + 50.0, "{line}");
+        // Measured 110-449 MB (current-thread, debug, 2 shared cores) against bounds near
+        // 40 MB: more than 30 MB over the bound is no noise.
+        assert!(peak(line) > bound(line) + 30.0, "{line}");
     }
     // The Disconnection push travels the broadcast ring with the messages: a receiver that
     // lags loses it, and is not told the connection was lost at all.
