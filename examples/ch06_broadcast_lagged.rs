@@ -6,7 +6,7 @@
 //!
 //! cargo run --example ch06_broadcast_lagged             # 20,000 messages
 //! cargo run --example ch06_broadcast_lagged -- --quick  # 5,000
-//! cargo run --example ch06_broadcast_lagged -- --write  # and src/generated/ch06-broadcast-lagged.md
+//! cargo run --example ch06_broadcast_lagged -- --write  # and src/generated/ch06-broadcast-lagged.txt
 
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ async fn main() -> Result<()> {
     let server = RedisServer::from_env()?;
     println!("Redis at {}", server.display_url());
     let n = lab::scaled(20_000, 5_000);
-    let mut output = String::new();
+    let mut output = format!("Redis at {}\n", server.display_url());
     for counting in [true, false] {
         let (said, line) = run(&server, n, counting).await?;
         println!("{said}");
@@ -33,14 +33,13 @@ async fn main() -> Result<()> {
         output.push_str(&format!("{said}\n{line}\n"));
     }
     if std::env::args().any(|arg| arg == "--write") {
+        // The book's convention for a program's output (`ci/outputs.py`): the command as
+        // the reader types it on the first line, then what it printed.
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/src/generated/ch06-broadcast-lagged.md"
+            "/src/generated/ch06-broadcast-lagged.txt"
         );
-        let command = "cargo run --example ch06_broadcast_lagged -- --write";
-        let text = format!(
-            "<!-- Written by `{command}`; do not edit. -->\n\n```text\n$ {command}\n{output}```\n"
-        );
+        let text = format!("$ cargo run --example ch06_broadcast_lagged\n{output}");
         std::fs::write(path, text).with_context(|| format!("writing {path}"))?;
         println!("wrote {path}");
     }

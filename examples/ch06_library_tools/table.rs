@@ -241,7 +241,9 @@ pub fn write(
             .find(|l| l.scenario == format!("{fault}/{}", design.name()))
     };
     let mut out = String::new();
-    let _ = writeln!(out, "<!-- Written by `{command}`; do not edit. -->");
+    // The first line names the command that wrote the file (the book's convention for
+    // generated tables, `ci/outputs.py`).
+    let _ = writeln!(out, "<!-- $ {command} -->");
     let _ = writeln!(out);
     let _ = writeln!(
         out,
