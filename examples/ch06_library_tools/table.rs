@@ -191,10 +191,11 @@ fn cell(fault: &str, line: &ResultLine) -> (Failed, String) {
         _ if line.lost == 0 => parts.push("0 lost".to_string()),
         _ if silent == 0 => parts.push(format!("{} lost, all noticed", count(line.lost))),
         _ if burst && disconnections > 0 => parts.push(format!(
-            "{} lost, {} counted, the rest in {disconnections} disconnections by Redis, {told} \
-             of them told",
+            "{} lost, {} counted, the rest in {disconnections} disconnection{} by Redis, told \
+             of {told}",
             count(line.lost),
-            count(line.noticed)
+            count(line.noticed),
+            if disconnections == 1 { "" } else { "s" }
         )),
         _ => parts.push(format!(
             "{} lost, {} noticed",
