@@ -121,7 +121,7 @@ OUTPUTS = [
            result_keys=BASE + ["read", "disconnects", "unheard", "dropped", "gaps_missing",
                                "resyncs"]),
     Output("ch06-help", "cargo run --example ch06_production_subscriber -- --help",
-           max_lines=11),
+           max_lines=13),
     Output("ch06-demo", "cargo run --example ch06_production_subscriber -- --publishers 3"),
     Output("ch06-demo-small-queue",
            "cargo run --example ch06_production_subscriber -- --publishers 3 --queue 1000 --work-us 20 --demo-messages 20000",
@@ -143,7 +143,8 @@ OUTPUTS = [
     Output("ch06-faults-pause-3s", "cargo run --release --example ch06_faults",
            section=(r"^scenario Pause:", r"^RESULT scenario=pause-3s "), drop=[r"^  \(\d"]),
     Output("ch06-faults-buffer-limit", "cargo run --release --example ch06_faults",
-           section=(r"^scenario BufferLimit:", r"^RESULT scenario=buffer-limit "), drop=[r"^  \(\d"]),
+           section=(r"^scenario BufferLimit:", r"^RESULT scenario=output-buffer-limit "),
+           drop=[r"^  \(\d"]),
     Output("ch06-faults-hanging-handler", "cargo run --release --example ch06_faults",
            section=(r"^scenario Hang:", r"^RESULT scenario=hanging-handler "), drop=[r"^  \(\d"]),
     Output("ch06-faults-disconnect-policy", "cargo run --release --example ch06_faults",
@@ -156,6 +157,7 @@ OUTPUTS = [
            section=(r"^scenario SilentServer:", r"^RESULT scenario=silent-server "), drop=[r"^  \(\d"]),
     Output("ch06-faults-many-publishers", "cargo run --release --example ch06_faults",
            keep=[r"^RESULT scenario=many-publishers "]),
+    Output("ch06-broadcast-lagged", "cargo run --example ch06_broadcast_lagged"),
     Output("ch08-at-most-once", "cargo run --example ch08_at_most_once", drop=[r"^Redis at"]),
     Output("ch08-trimming", "cargo run --example ch08_trimming",
            drop=[r"^Redis at", r"^RESULT scenario=maxlen-"]),
@@ -191,7 +193,8 @@ MORE = re.compile(r"^\(\.\.\. \d+ more lines")
 
 
 def command_env(quick):
-    env = dict(os.environ, LAB_QUICK="1" if quick else "0", CARGO_TERM_COLOR="never")
+    env = dict(os.environ, LAB_QUICK="1" if quick else "0", CARGO_TERM_COLOR="never",
+               RUST_BACKTRACE="0", RUST_LIB_BACKTRACE="0")
     env.pop("REDIS_URL", None)  # outputs come from lab-owned servers
     return env
 
