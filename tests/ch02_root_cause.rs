@@ -40,12 +40,12 @@ fn old_release_loses_around_subscribe_and_current_release_does_not() {
     let reply = find(&results, "subscribe-reply", REDIS_0_25).unwrap();
     assert!(reply.get_f64("runs_with_loss").unwrap() >= 1.0, "{reply}");
     let resubscribe = find(&results, "resubscribe", REDIS_0_25).unwrap();
-    // Measured: 9 or 10 runs of 10 lost messages, 8,000-12,000 of 50,000 in all.
-    assert!(
-        resubscribe.get_f64("runs_with_loss").unwrap() >= 3.0,
-        "{resubscribe}"
-    );
-    assert!(resubscribe.lost >= 100, "{resubscribe}");
+    // Measured: 9 or 10 runs of 10 lost messages. How many varies by two orders of
+    // magnitude with the machine's load: 92 of 50,000 in one CI run, 20,044 in another.
+    // What holds is that nearly every run loses some.
+    let losing_runs = resubscribe.get_f64("runs_with_loss").unwrap();
+    assert!(losing_runs >= 3.0, "{resubscribe}");
+    assert!(resubscribe.lost as f64 >= losing_runs, "{resubscribe}");
     for scenario in ["subscribe-reply", "resubscribe"] {
         let result = find(&results, scenario, REDIS_CURRENT).unwrap();
         assert!(result.sent > 0, "{result}");
