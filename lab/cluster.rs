@@ -311,6 +311,61 @@ impl RedisCluster {
         Ok(true)
     }
 
+    /// Wait until `CLUSTER SLOTS`, on every running node, lists each master's healthy replicas
+    /// next to it. A cluster client learns its replicas from that reply, and routes to a
+    /// replica only once it is there: Redis 7.0.15 left them out for about 3 s after the
+    /// cluster had settled (replica links up) in our runs. Returns how long that took.
+    pub fn wait_replicas_listed(&mut self, timeout: Duration) -> Result<Duration> {
+        let started = Instant::now();
+        loop {
+            let nodes = self.nodes()?;
+            let expected = |master: u16| {
+                let id = nodes
+                    .iter()
+                    .find(|node| node.port == master)
+                    .map(|node| &node.id);
+                1 + nodes
+                    .iter()
+                    .filter(|node| node.master_id.as_ref() == id && !node.is_failing())
+                    .count()
+            };
+            let mut listed = true;
+            for port in self.running_ports() {
+                let ranges: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER")
+                    .arg("SLOTS")
+                    .query(&mut admin(port)?)?;
+                listed &= ranges.iter().all(|range| match range.get(2) {
+                    Some(redis::Value::Array(master)) => match master.get(1) {
+                        Some(&redis::Value::Int(port)) => range.len() - 2 >= expected(port as u16),
+                        _ => false,
+                    },
+                    _ => false,
+                });
+            }
+            if listed {
+                return Ok(started.elapsed());
+            }
+            if started.elapsed() > timeout {
+                bail!("CLUSTER SLOTS did not list every replica within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Wait until the replica on `port` says `ROLE` master: the moment it is promoted.
+    pub fn wait_promoted(&mut self, port: u16, timeout: Duration) -> Result<Duration> {
+        let started = Instant::now();
+        loop {
+            if is_master(&mut admin(port)?) {
+                return Ok(started.elapsed());
+            }
+            if started.elapsed() > timeout {
+                bail!("the node on port {port} was not promoted within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Which running nodes hold a sharded subscription to `channel`: `(port, subscribers)` from
     /// `PUBSUB SHARDNUMSUB` on each node (it counts that node's own clients), non-zero only.
     pub fn shard_subscribers(&mut self, channel: &str) -> Result<Vec<(u16, u64)>> {
@@ -478,6 +533,51 @@ impl RedisCluster {
         }
         Ok(true)
     }
+}
+
+/// A paced sharded publisher for failover experiments, on plain connections (no cluster
+/// client, whose own retries would mix with the subscriber's): every `every`, one `SPUBLISH`
+/// of the next numbered message (`lab::numbered`) on each channel, to whichever of `ports` (a
+/// master and its replica) says `ROLE` master. While neither does, to the replica: a replica
+/// accepts `SPUBLISH` for its master's slots and delivers to its own subscribers, so a
+/// subscriber that moved there can be heard before the promotion. A message no server
+/// accepted is sent again. Runs until `stop`; returns how many messages of each channel were
+/// sent (numbers `0..n`).
+pub fn spublish_paced(
+    ports: [u16; 2],
+    channels: &[String],
+    every: Duration,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Vec<u64> {
+    let mut sent = vec![0; channels.len()];
+    let mut con: Option<(redis::Connection, bool)> = None; // (connection, to a master)
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if !con.as_ref().is_some_and(|(_, master)| *master) {
+            let nodes = ports.iter().filter_map(|&port| admin(port).ok());
+            let roles = nodes.map(|mut con| (is_master(&mut con), con));
+            con = roles
+                .max_by_key(|(master, _)| *master)
+                .map(|(m, c)| (c, m))
+                .or(con);
+        }
+        for (channel, seq) in channels.iter().zip(&mut sent) {
+            let mut spublish = redis::cmd("SPUBLISH");
+            spublish.arg(channel).arg(crate::numbered(*seq, 16));
+            if let Some(Ok(_)) = con.as_mut().map(|(con, _)| spublish.query::<u64>(con)) {
+                *seq += 1;
+            } else {
+                con = None;
+                break;
+            }
+        }
+        std::thread::sleep(every);
+    }
+    sent
+}
+
+fn is_master(con: &mut redis::Connection) -> bool {
+    let role: Option<Vec<redis::Value>> = redis::cmd("ROLE").query(con).ok();
+    role.is_some_and(|role| role.first() == Some(&redis::Value::BulkString(b"master".to_vec())))
 }
 
 /// One cluster node: a lab-owned redis-server with cluster mode on. Its bus port is chosen

@@ -237,3 +237,88 @@ fn after_a_failover_only_the_application_resubscribe_brings_the_shard_back() {
         "{alone}"
     );
 }
+
+/// The `client=` name of redis 2.0.0-rc.2 (the lab names only the releases it is built with).
+const REDIS_2_0: &str = "redis-2.0.0-rc.2";
+
+// Issue 20, the root cause. After a master dies, redis-rs's cluster connection retries its
+// address (the reconnect loop) and never re-reads the slot map by itself: a connection that
+// only listens sends no command that could fail and ask for a refresh. So its resubscription
+// follows the address, not the slot: nothing during the failover, and a resubscription on
+// the old address once that node is back, whatever it is now. Checked on the pinned 1.8.1
+// and on 2.0.0-rc.2 (ci/canary.sh moves both): a release that fixes it fails this test.
+#[test]
+fn after_a_failover_the_library_retries_the_dead_address_and_never_rereads_the_slot_map() {
+    let results = run_example("ch09_failover_root_cause");
+    for client in [lab::REDIS_CURRENT, REDIS_2_0] {
+        let run = find(&results, "failover-library-only", client).unwrap();
+        // During the failover: subscribed on no node, nothing heard, not one slot refresh,
+        // while the reconnect attempts to the dead address went on (backoff up to 1 s).
+        assert_eq!(extra_u64(run, "subscribed_during_failover"), 0, "{run}");
+        assert_eq!(extra_u64(run, "heard_during_failover"), 0, "{run}");
+        assert_eq!(extra_u64(run, "slot_refreshes"), 0, "{run}");
+        assert!(extra_u64(run, "reconnect_attempts") >= 5, "{run}");
+        // The dead master's address answers again, as a replica: resubscribed there.
+        assert_ne!(run.get("resumed_after_return_ms"), Some("never"), "{run}");
+    }
+}
+
+// Issue 20, the workarounds, measured side by side on one failover and one restart.
+#[test]
+fn resubscribing_on_disconnection_hears_within_a_second_and_duplicates_once_the_old_master_is_back()
+{
+    let results = run_example("ch09_failover_workarounds");
+    let ms = |run: &ResultLine, key: &str| run.get(key).unwrap().parse::<u64>().ok();
+
+    // The baseline: silent until the dead master's address answers again.
+    let alone = find(&results, "failover-library-only", lab::REDIS_CURRENT).unwrap();
+    assert_eq!(alone.get("resumed_after_ms"), Some("never"), "{alone}");
+    assert_eq!(alone.get("subscribed_on"), Some("none"), "{alone}");
+    assert!(extra_u64(alone, "heard_after_return") > 0, "{alone}");
+
+    // Resubscribing (chapter 9's workaround), on both releases: heard again long before the
+    // promotion (the replica takes the subscription), every loss noticed. When the old
+    // master is back as a replica, the library resubscribes there too: every message twice.
+    for client in [lab::REDIS_CURRENT, REDIS_2_0] {
+        let run = find(&results, "failover-resubscribe", client).unwrap();
+        let resumed = ms(run, "resumed_after_ms").unwrap_or(u64::MAX);
+        assert!(
+            resumed < 1_000 && resumed < extra_u64(run, "back_after_ms"),
+            "{run}"
+        );
+        assert_eq!(run.silent_loss(), 0, "{run}");
+        assert_ne!(run.get("subscribed_on"), Some("none"), "{run}");
+        assert!(extra_u64(run, "duplicates") > 0, "{run}");
+    }
+
+    // One command routed to the slot's master makes the library re-read the slot map, but
+    // only a re-read after the promotion helps: never before it (and in some runs not at all).
+    let refresh = find(&results, "failover-refresh", lab::REDIS_CURRENT).unwrap();
+    if let Some(resumed) = ms(refresh, "resumed_after_ms") {
+        assert!(resumed >= extra_u64(refresh, "back_after_ms"), "{refresh}");
+    }
+    assert_eq!(extra_u64(refresh, "duplicates"), 0, "{refresh}");
+
+    // A master back on its address at once: the library alone resubscribes it; resubscribing
+    // from the application as well leaves the channel subscribed on the master and on its
+    // replica, and every message arrives twice.
+    let alone = find(&results, "restart-library-only", lab::REDIS_CURRENT).unwrap();
+    assert_ne!(alone.get("resumed_after_ms"), Some("never"), "{alone}");
+    assert_eq!(extra_u64(alone, "duplicates"), 0, "{alone}");
+    let both = find(&results, "restart-resubscribe", lab::REDIS_CURRENT).unwrap();
+    assert_eq!(both.lost, 0, "{both}");
+    assert!(both.get("subscribed_on").unwrap().contains('+'), "{both}");
+    assert!(extra_u64(both, "duplicates") > 0, "{both}");
+
+    // The library's own resubscription sends a node's channels in one SSUBSCRIBE: with two
+    // slots on the node, the server refuses it (CROSSSLOT), the library drops the error, and
+    // neither channel comes back, even though the master is back on its address.
+    let two = find(
+        &results,
+        "restart-library-only-two-slots",
+        lab::REDIS_CURRENT,
+    )
+    .unwrap();
+    assert_eq!(two.get("resumed_after_ms"), Some("never"), "{two}");
+    assert_eq!(two.get("subscribed_on"), Some("none"), "{two}");
+}
