@@ -197,9 +197,12 @@ fn a_killed_connection_is_noticed_by_the_bounded_designs() -> Result<()> {
 /// as fast as Redis takes them, with Redis's default output buffer limit, on both runtimes:
 /// memory grows by at most the queue (1,000 x the measured bytes of a queued message) plus
 /// 30 MB, every message read is handled or dropped by the policy, and every loss is noticed.
-/// Side by side on the current-thread runtime, the counter-example (the same queue behind the
-/// stream of `get_async_pubsub()`) grows several times more: the burst waits in the library's
-/// unbounded channel, in front of the queue.
+/// The counter-example (the same queue behind the stream of `get_async_pubsub()`) runs beside
+/// it for the chapter's numbers, but is not compared here: under this burst its growth
+/// depends on which task runs when (2.7 to 28 MB in our runs, and in two clean CI runs 3.4
+/// and 3.6 MB, below the 3x this test once asked for). Chapter 7's backlog test
+/// (`bounded_designs_stay_within_their_memory_bound_under_a_backlog`) compares the two where
+/// the difference does not depend on scheduling: a socket full before the reader starts.
 #[test]
 fn the_push_sender_design_stays_bounded_under_a_burst_on_both_runtimes() -> Result<()> {
     let bound_mb = 1000.0 * lab::mem::queued_msg_bytes(128)? / 1_048_576.0 + 30.0;
@@ -242,14 +245,9 @@ fn the_push_sender_design_stays_bounded_under_a_burst_on_both_runtimes() -> Resu
                 "{runtime}: {r}"
             );
         }
-        if runtime == "current-thread" {
-            let bounded = find(&results, "resp3-drop-oldest", lab::REDIS_CURRENT)?;
-            let counter = find(&results, "queue-drop-oldest", lab::REDIS_CURRENT)?;
-            assert!(
-                number(counter, "rss_growth_mb") > 3.0 * number(bounded, "rss_growth_mb"),
-                "the counter-example grows several times more:\n{counter}\n{bounded}"
-            );
-        }
+        // The counter-example loses nothing silently either; its memory is chapter 7's test.
+        let counter = find(&results, "queue-drop-oldest", lab::REDIS_CURRENT)?;
+        assert_eq!(counter.lost, counter.noticed, "{counter}");
     }
     Ok(())
 }
