@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the book, its examples and its tests need; skips what is already there.
 #   redis-server 7.0 or newer with redis-cli and redis-benchmark (Debian packages
-#   redis-server and redis-tools), mdBook 0.5.4 and mdbook-mermaid 0.17.1 (pinned).
+#   redis-server and redis-tools), redis-sentinel at the same version (chapter 9), mdBook
+#   0.5.4 and mdbook-mermaid 0.17.1 (pinned).
 # Safe to run again: it only installs what is missing or at another version.
 # Set LAB_BROWSER=1 to also install Debian's chromium, chromium-driver and python3-selenium
 # for the browser test (ci/browser_test.py); ci/test.sh sets it. On Ubuntu, whose Chromium is
@@ -59,6 +60,15 @@ if ! command -v redis-cli >/dev/null || ! command -v redis-benchmark >/dev/null;
   apt_install redis-tools
 fi
 say "redis-cli and redis-benchmark present"
+# redis-sentinel (chapter 9's Sentinel deployment): Debian packages it separately, at the
+# same version as redis-server. Like redis-server's, the package may start a system-wide
+# Sentinel (port 26379) that the lab never uses: every test starts its own on free ports.
+if ! command -v redis-sentinel >/dev/null; then
+  apt_install redis-sentinel
+fi
+sentinel_version=$(redis-sentinel --version | sed -n 's/.* v=\([0-9][0-9.]*\).*/\1/p')
+[ "$sentinel_version" = "$redis_version" ] || say "warning: redis-sentinel $sentinel_version is not redis-server $redis_version"
+say "redis-sentinel $sentinel_version"
 
 # --- mdBook and its plugin, pinned.
 cargo_install() { # crate version binary
