@@ -20,6 +20,8 @@
 //! - [`overflow`]: a bounded queue with an explicit overflow policy (chapter 5);
 //! - [`example`]: run an example program from a test and read its RESULT lines;
 //! - [`cluster`]: start a throwaway Redis cluster, and kill or restart its nodes (chapter 9);
+//! - [`sentinel`]: start a throwaway primary, replica and three Sentinels, and kill or pause
+//!   the primary (chapter 9);
 //! - [`production`]: the recommended subscriber (chapter 6).
 //!
 //! Three modules are chapter code that several programs share, and the chapters show them
@@ -39,6 +41,7 @@ pub mod publish;
 pub mod push;
 pub mod redact;
 pub mod report;
+pub mod sentinel;
 pub mod server;
 pub mod tally;
 

@@ -32,6 +32,7 @@ pub struct ServerBuilder {
     config: Vec<(String, String)>,
     password: Option<String>,
     die_with_parent: bool,
+    config_file: Option<PathBuf>,
 }
 
 impl Default for ServerBuilder {
@@ -41,6 +42,7 @@ impl Default for ServerBuilder {
             config: Vec::new(),
             password: None,
             die_with_parent: false,
+            config_file: None,
         }
     }
 }
@@ -62,6 +64,13 @@ impl ServerBuilder {
     /// Run another program than `redis-server` from PATH (`LAB_REDIS_SERVER` sets the default).
     pub fn binary(mut self, path: &str) -> Self {
         self.binary = path.to_string();
+        self
+    }
+
+    /// Start with this configuration file (the first argument, before the command-line
+    /// directives). `redis-sentinel` needs one: it rewrites it to save its state.
+    pub fn config_file(mut self, path: &std::path::Path) -> Self {
+        self.config_file = Some(path.to_path_buf());
         self
     }
 
@@ -327,6 +336,9 @@ impl OwnedServer {
         ]
         .map(String::from)
         .to_vec();
+        if let Some(file) = &self.builder.config_file {
+            args.insert(0, file.display().to_string());
+        }
         args.push("--dir".into());
         args.push(self.dir.path().display().to_string());
         args.push("--logfile".into());

@@ -3,8 +3,12 @@
 //! Each test starts its own 6-node cluster (about 7 s to settle). The example tests run the
 //! chapter's programs in quick mode and read their RESULT lines, so the numbers the chapter
 //! shows and the numbers checked here come from the same code.
+//!
+//! Every test that starts a cluster or a Sentinel deployment holds [`one_at_a_time`] first:
+//! a failover measured while another one runs on the same 2 cores measures the machine.
 
 use std::net::TcpStream;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use lab::cluster::RedisCluster;
 use lab::report::{ResultLine, find};
@@ -18,12 +22,20 @@ fn run_example(name: &str) -> Vec<ResultLine> {
     results
 }
 
+/// Serialises this file's cluster and Sentinel tests (cargo runs a file's tests in parallel).
+/// A test that panicked poisons the lock; the next one still runs.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 fn extra_u64(result: &ResultLine, key: &str) -> u64 {
     result.get_f64(key).unwrap() as u64
 }
 
 #[test]
 fn the_lab_cluster_settles_with_every_replica_linked_and_stops_on_drop() {
+    let _serial = one_at_a_time();
     let mut cluster = RedisCluster::start(3, 1).unwrap();
     let nodes = cluster.nodes().unwrap();
     assert_eq!(nodes.len(), 6);
@@ -130,6 +142,7 @@ fn cluster_examples_fail_clearly_with_redis_url_or_without_redis_cli() {
 
 #[test]
 fn sharded_pubsub_delivers_every_message_and_classic_publish_is_broadcast() {
+    let _serial = one_at_a_time();
     let results = run_example("ch09_sharded");
 
     // 10,000 messages over 12 channels, 4 on each of the 3 shards: every one arrives.
@@ -185,6 +198,7 @@ fn sharded_pubsub_delivers_every_message_and_classic_publish_is_broadcast() {
 
 #[test]
 fn after_a_failover_only_the_application_resubscribe_brings_the_shard_back() {
+    let _serial = one_at_a_time();
     let results = run_example("ch09_failover");
 
     // The same master back on its address: the library reconnects and resubscribes by itself.
@@ -249,6 +263,7 @@ const REDIS_2_0: &str = "redis-2.0.0-rc.2";
 // and on 2.0.0-rc.2 (ci/canary.sh moves both): a release that fixes it fails this test.
 #[test]
 fn after_a_failover_the_library_retries_the_dead_address_and_never_rereads_the_slot_map() {
+    let _serial = one_at_a_time();
     let results = run_example("ch09_failover_root_cause");
     for client in [lab::REDIS_CURRENT, REDIS_2_0] {
         let run = find(&results, "failover-library-only", client).unwrap();
@@ -267,6 +282,7 @@ fn after_a_failover_the_library_retries_the_dead_address_and_never_rereads_the_s
 #[test]
 fn resubscribing_on_disconnection_hears_within_a_second_and_duplicates_once_the_old_master_is_back()
 {
+    let _serial = one_at_a_time();
     let results = run_example("ch09_failover_workarounds");
     let ms = |run: &ResultLine, key: &str| run.get(key).unwrap().parse::<u64>().ok();
 
@@ -321,4 +337,56 @@ fn resubscribing_on_disconnection_hears_within_a_second_and_duplicates_once_the_
     .unwrap();
     assert_eq!(two.get("resumed_after_ms"), Some("never"), "{two}");
     assert_eq!(two.get("subscribed_on"), Some("none"), "{two}");
+}
+
+// Issue 19: Sentinel. The lab's deployment: a primary, a replica, three Sentinels that agree
+// before `start` returns; a SIGKILLed primary is replaced within the 15 s every failover test
+// allows, and so is a SIGSTOPped one; nothing is left running after a drop.
+#[test]
+fn sentinel_lab_settles_fails_over_and_stops_every_process_on_drop() {
+    use lab::sentinel::SentinelDeployment;
+    use std::time::Duration;
+    let _serial = one_at_a_time();
+    for signal in ["SIGKILL", "SIGSTOP"] {
+        let mut deployment = SentinelDeployment::start().unwrap();
+        println!("settled in {:?}", deployment.settled_in());
+        let primary = deployment.primary_port().unwrap();
+        let replica = deployment.replica_port().unwrap();
+        assert_ne!(primary, replica);
+        assert_eq!(SentinelDeployment::role_of(primary).unwrap(), "master");
+        assert_eq!(SentinelDeployment::role_of(replica).unwrap(), "slave");
+        assert_eq!(deployment.pids().len(), 5);
+
+        // The replica is promoted and every Sentinel names it.
+        if signal == "SIGKILL" {
+            deployment.kill(primary).unwrap();
+        } else {
+            deployment.pause(primary).unwrap();
+        }
+        let (new, took) = deployment
+            .wait_for_failover(primary, Duration::from_secs(15))
+            .unwrap();
+        println!("{signal}: {new} promoted after {took:?}");
+        assert_eq!(new, replica);
+
+        // Dropped with the old primary still paused: SIGCONT, then SIGKILL, like the rest.
+        let pids = deployment.pids();
+        assert_eq!(pids.len(), if signal == "SIGKILL" { 4 } else { 5 });
+        let ports: Vec<u16> = [deployment.server_ports(), deployment.sentinel_ports()].concat();
+        drop(deployment);
+        for pid in pids {
+            let pid = nix::unistd::Pid::from_raw(pid as i32);
+            let alive = nix::sys::signal::kill(pid, None).is_ok();
+            assert!(
+                !alive,
+                "process {pid} still runs after the deployment was dropped"
+            );
+        }
+        for port in ports {
+            assert!(
+                TcpStream::connect(("127.0.0.1", port)).is_err(),
+                "port {port} still answers after the deployment was dropped"
+            );
+        }
+    }
 }
