@@ -14,6 +14,7 @@ if [ $# -eq 0 ]; then
   cargo run --quiet --release --example ch07_throughput -- --write-table >/dev/null
   cargo run --quiet --example ch04_redis2_budget -- --write >/dev/null
   cargo run --quiet --example ch06_library_tools -- --write-table >/dev/null
+  cargo run --quiet --example ch06_bursts -- --write-table >/dev/null
   cargo run --quiet --example ch04_redis2_nodelay -- --write >/dev/null
 fi
 git status --short src/generated

@@ -13,6 +13,17 @@ pub fn peak_rss_mb() -> Option<f64> {
     status_kib("VmHWM:").map(|kib| kib as f64 / 1024.0)
 }
 
+/// The 1-minute load average, if the system says: printed next to a measurement, so that a
+/// reader can tell a quiet machine's numbers from a busy one's.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|line| line.starts_with(field))?;

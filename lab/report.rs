@@ -177,6 +177,19 @@ pub fn find<'a>(results: &'a [ResultLine], scenario: &str, client: &str) -> Resu
         })
 }
 
+/// `1234567` as `1,234,567`, for the tables the examples write.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,5 +224,13 @@ mod tests {
         let output = "hello\nRESULT scenario=a client=b sent=1 received=1 lost=0 noticed=0\n";
         assert_eq!(parse_results(output).unwrap().len(), 1);
         assert!(parse_results("RESULT scenario=a").is_err());
+    }
+
+    #[test]
+    fn thousands_groups_digits_by_three() {
+        assert_eq!(super::thousands(0), "0");
+        assert_eq!(super::thousands(999), "999");
+        assert_eq!(super::thousands(1_000), "1,000");
+        assert_eq!(super::thousands(2_000_000), "2,000,000");
     }
 }

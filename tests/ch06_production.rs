@@ -522,93 +522,23 @@ fn patterns_are_resubscribed_too_and_an_unnumbered_loss_is_an_unknown_gap() {
 // ---------------------------------------------------------------------------------------
 // Bursts: the memory bound, on both runtimes, against publishers we did not write.
 
-/// The command-line subscriber, started with `--url` on a channel.
-struct Cli {
-    child: std::process::Child,
-}
+/// Burst tests fill the CPU: one at a time, so that each gets the machine it is sized for.
+static ONE_BURST_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-impl Cli {
-    /// Start it and wait until Redis counts its subscription.
-    fn start(server: &RedisServer, channel: &str, args: &[&str]) -> Cli {
-        let binary = lab::example::build("ch06_production_subscriber").unwrap();
-        let child = Command::new(binary)
-            .args(["--url", server.url(), "-c", channel, "--report-every", "0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut cli = Cli { child };
-        let mut con = server.client().unwrap().get_connection().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let (_, n): (String, u64) = redis::cmd("PUBSUB")
-                .arg("NUMSUB")
-                .arg(channel)
-                .query::<Vec<(String, u64)>>(&mut con)
-                .unwrap()
-                .remove(0);
-            if n == 1 {
-                return cli;
-            }
-            if Instant::now() > deadline {
-                let _ = cli.child.kill();
-                let _ = cli.child.wait();
-                panic!("the subscriber never subscribed");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.id() as i32)
-    }
-
-    /// SIGTERM, wait, and read the `final:` and `memory:` lines into one map.
-    fn stop(mut self) -> Fields {
-        kill(self.pid(), Signal::SIGTERM).unwrap();
-        let status = self.child.wait().unwrap();
-        let (mut out, mut err) = (String::new(), String::new());
-        let mut stdout = self.child.stdout.take().unwrap();
-        stdout.read_to_string(&mut out).unwrap();
-        let mut stderr = self.child.stderr.take().unwrap();
-        stderr.read_to_string(&mut err).unwrap();
-        assert!(status.success(), "{status}\n{out}\n{err}");
-        assert!(!err.contains("panicked"), "{err}");
-        let mut fields = Fields::default();
-        for line in out.lines() {
-            let Some(rest) = line
-                .strip_prefix("final: ")
-                .or_else(|| line.strip_prefix("memory: "))
-            else {
-                continue;
-            };
-            for pair in rest.split_whitespace() {
-                if let Some((key, value)) = pair.split_once('=') {
-                    fields.0.insert(key.to_string(), value.parse().unwrap());
-                }
-            }
-        }
-        assert!(fields.0.contains_key("received"), "no final report:\n{out}");
-        fields.1 = format!("{out}{err}");
-        fields
-    }
-}
-
-/// The counters of a `final:` line and the `memory:` line, and everything it printed.
-#[derive(Default)]
-struct Fields(std::collections::HashMap<String, f64>, String);
-
-impl Fields {
-    fn get(&self, key: &str) -> f64 {
-        *self
-            .0
-            .get(key)
-            .unwrap_or_else(|| panic!("no {key}:\n{}", self.1))
-    }
-
-    /// Every message read is accounted for exactly once.
-    fn assert_accounted(&self) {
+/// Run one of chapter 6's bursts (`examples/ch06_bursts.rs`, full size) on both runtimes:
+/// the RESULT lines the chapter's table is written from. For each, every message read is
+/// accounted for exactly once, and peak RSS stays within the chapter's bound (idle RSS +
+/// the queues' capacity x one queued message, measured + 30 MB, and under 64 MB).
+fn burst(name: &str) -> Vec<ResultLine> {
+    let _turn = ONE_BURST_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let run = lab::example::run("ch06_bursts", &["--burst", name]).unwrap();
+    let results = run.results().unwrap();
+    println!("{}", run.stdout());
+    assert_eq!(results.len(), 2, "one per runtime:\n{}", run.stdout());
+    for result in &results {
+        let count = |key: &str| result.get_f64(key).unwrap();
         let outcomes = [
             "processed",
             "dropped",
@@ -618,30 +548,14 @@ impl Fields {
             "failed",
             "abandoned",
         ];
-        let sum: f64 = outcomes.iter().map(|key| self.get(key)).sum();
-        assert_eq!(self.get("received"), sum, "{}", self.1);
+        let accounted: f64 = outcomes.iter().map(|key| count(key)).sum();
+        assert_eq!(count("read"), accounted, "{result}");
+        let peak = count("rss_peak_mb");
+        assert!(peak <= count("bound_mb"), "peak above the bound: {result}");
+        assert!(peak < 64.0, "{result}");
     }
-
-    /// Peak RSS within idle RSS + what the queues can hold + 30 MB (the bound chapter 6
-    /// states), and under `absolute` MB.
-    fn assert_memory_bound(&self, queue_capacity: f64, payload: usize, absolute: f64) {
-        let bound = self.get("rss_idle_mb")
-            + queue_capacity * lab::mem::queued_msg_bytes(payload).unwrap() / 1_048_576.0
-            + 30.0;
-        let peak = self.get("rss_peak_mb");
-        assert!(
-            peak <= bound,
-            "peak {peak} MB > bound {bound:.1} MB\n{}",
-            self.1
-        );
-        assert!(peak < absolute, "peak {peak} MB\n{}", self.1);
-    }
+    results
 }
-
-/// Burst tests fill the CPU: one at a time, so that each gets the machine it is sized for.
-static ONE_BURST_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-const RUNTIMES: [&str; 2] = ["current-thread", "multi-thread"];
 
 /// 2,000,000 PUBLISH from `redis-benchmark` (not our code: 8 connections, 64 commands per
 /// pipeline, 128-byte payloads, no numbers) against a handler that needs 1 ms of CPU per
@@ -651,54 +565,24 @@ const RUNTIMES: [&str; 2] = ["current-thread", "multi-thread"];
 /// noticed, and everything else must have arrived.
 #[test]
 fn a_redis_benchmark_burst_stays_within_the_memory_bound_on_both_runtimes() {
-    let _turn = ONE_BURST_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    for runtime in RUNTIMES {
-        let server = RedisServer::start().unwrap();
-        let channel = lab::unique_channel("ch06:benchmark");
-        let cli = Cli::start(
-            &server,
-            &channel,
-            &[
-                "--work-us",
-                "1000",
-                "--drain-ms",
-                "300",
-                "--runtime",
-                runtime,
-            ],
-        );
-        let port = server.port().unwrap().to_string();
-        let payload = "x".repeat(128);
-        let benchmark = Command::new("redis-benchmark")
-            .args(["-p", &port, "-n", "2000000", "-P", "64", "-c", "8", "-q"])
-            .args(["PUBLISH", &channel, &payload])
-            .output()
-            .expect("redis-benchmark (package redis-tools; ci/setup.sh installs it)");
-        assert!(benchmark.status.success(), "{benchmark:?}");
-        std::thread::sleep(Duration::from_millis(500));
-        let fields = cli.stop();
-        println!("{runtime}: {}", fields.1);
-        fields.assert_accounted();
-        fields.assert_memory_bound(20_000.0, 128, 64.0);
-        // The queues, not the memory, took the burst: the handler kept up with a few thousand,
-        // the policy dropped the rest of what was read.
-        assert!(
-            fields.get("dropped") > 0.9 * fields.get("received"),
-            "{}",
-            fields.1
-        );
-        if fields.get("reconnects") == 0.0 {
-            assert_eq!(fields.get("received"), 2_000_000.0, "{}", fields.1);
+    for result in burst("redis-benchmark") {
+        let count = |key: &str| result.get_f64(key).unwrap();
+        assert_eq!(result.sent, 2_000_000, "{result}");
+        // The queues, not the memory, took the burst: the handler kept up with a few
+        // thousand, the policy dropped the rest of what was read, and counted it.
+        assert!(count("dropped") > 0.9 * count("read"), "{result}");
+        assert_eq!(count("missing"), 0.0, "unnumbered messages: {result}");
+        if count("reconnects") == 0.0 {
+            assert_eq!(count("read"), 2_000_000.0, "{result}");
+            assert_eq!(result.silent_loss(), 0, "{result}");
         } else {
-            // Disconnected by Redis (on a loaded machine, 4 times, received=866,960): what
-            // was lost in Redis is not in `received`, and each loss is an unknown gap.
+            // Disconnected by Redis (on a loaded machine, 4 times, read=866,960): what was
+            // lost in Redis is not in `read`, and each loss is an unknown gap.
+            assert_eq!(count("unknown_gaps"), count("reconnects"), "{result}");
             assert_eq!(
-                fields.get("unknown_gaps"),
-                fields.get("reconnects"),
-                "{}",
-                fields.1
+                result.silent_loss() as f64,
+                2_000_000.0 - count("read"),
+                "only what Redis dropped goes uncounted: {result}"
             );
         }
     }
@@ -710,71 +594,51 @@ fn a_redis_benchmark_burst_stays_within_the_memory_bound_on_both_runtimes() {
 /// the way in (no gap, every message read), and every message read is accounted for.
 #[test]
 fn a_backlog_released_at_once_stays_within_the_memory_bound_on_both_runtimes() {
-    let _turn = ONE_BURST_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let messages = 1_000_000;
-    for runtime in RUNTIMES {
-        let server = RedisServer::builder()
-            .config("client-output-buffer-limit", "pubsub 0 0 0")
-            .start()
-            .unwrap();
-        let channel = lab::unique_channel("ch06:backlog");
-        let args = ["--numbered", "--work-us", "200", "--drain-ms", "300"];
-        let cli = Cli::start(
-            &server,
-            &channel,
-            &[&args[..], &["--runtime", runtime]].concat(),
-        );
-        kill(cli.pid(), Signal::SIGSTOP).unwrap();
-        let runtime_for_publisher = tokio::runtime::Runtime::new().unwrap();
-        let sent = runtime_for_publisher.block_on(async {
-            let mut con = server
-                .client()
-                .unwrap()
-                .get_multiplexed_async_connection()
-                .await
-                .unwrap();
-            let publisher = lab::Publisher::new(&channel).payload_size(128);
-            publisher.send(&mut con, 0..messages).await.unwrap()
-        });
+    for result in burst("backlog") {
+        let count = |key: &str| result.get_f64(key).unwrap();
+        assert_eq!(result.sent, 1_000_000, "{result}");
+        assert_eq!(count("read"), 1_000_000.0, "{result}");
+        assert_eq!(count("missing"), 0.0, "{result}");
+        assert_eq!(count("reconnects"), 0.0, "{result}");
+        assert!(count("dropped") > 500_000.0, "{result}");
+        assert_eq!(result.silent_loss(), 0, "{result}");
+    }
+}
+
+/// The chapter's burst table is the one `ch06_bursts --write-table` writes: both bursts on
+/// both runtimes, and in every row the peak within the bound the tests assert.
+#[test]
+fn the_books_burst_table_comes_from_ch06_bursts_and_every_row_is_within_its_bound() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/generated/ch06-bursts.md");
+    let table = std::fs::read_to_string(path).unwrap();
+    assert!(
+        table.starts_with("<!-- $ cargo run --example ch06_bursts -- --write-table -->"),
+        "{table}"
+    );
+    let rows: Vec<&str> = table
+        .lines()
+        .filter(|line| line.starts_with("| `redis-benchmark`") || line.starts_with("| SIGSTOP"))
+        .collect();
+    assert_eq!(rows.len(), 4, "{table}");
+    for runtime in ["current-thread", "multi-thread"] {
         assert_eq!(
-            sent.queued_for, messages,
-            "every message was queued for the subscriber"
+            rows.iter()
+                .filter(|row| row.contains(&format!("| {runtime} |")))
+                .count(),
+            2,
+            "{table}"
         );
-        kill(cli.pid(), Signal::SIGCONT).unwrap();
-        // Wait until Redis has handed everything over (its output buffer for us is empty).
-        let mut con = server.client().unwrap().get_connection().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let list: String = redis::cmd("CLIENT")
-                .arg("LIST")
-                .arg("TYPE")
-                .arg("pubsub")
-                .query(&mut con)
-                .unwrap();
-            if list.contains(" omem=0 ") {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the backlog never drained: {list}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(Duration::from_millis(300));
-        let fields = cli.stop();
-        println!("{runtime}: {}", fields.1);
-        fields.assert_accounted();
-        fields.assert_memory_bound(20_000.0, 128, 64.0);
-        assert_eq!(fields.get("received"), messages as f64, "{}", fields.1);
-        assert_eq!(fields.get("missing"), 0.0, "{}", fields.1);
-        assert_eq!(fields.get("reconnects"), 0.0, "{}", fields.1);
-        assert!(
-            fields.get("dropped") > messages as f64 / 2.0,
-            "{}",
-            fields.1
-        );
+    }
+    for row in rows {
+        let megabytes: Vec<f64> = row
+            .split('|')
+            .filter_map(|cell| cell.trim().split_once(" MB"))
+            .map(|(number, _)| number.parse().unwrap())
+            .collect();
+        let [peak, bound] = megabytes[..] else {
+            panic!("peak and bound in {row}");
+        };
+        assert!(peak <= bound && bound <= 64.0, "{row}");
     }
 }
 

@@ -299,8 +299,5 @@ pub fn write(
 
 /// The 1-minute load average, for the table's note on noise.
 pub fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|text| text.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "unknown".to_string())
+    lab::mem::load_average().map_or_else(|| "unknown".to_string(), |load| load.to_string())
 }

@@ -177,7 +177,7 @@ async fn benchmark(args: Args) -> Result<()> {
     let client = lab::connect::open(server.url()).await?;
     let mut publisher_con = client.get_multiplexed_async_connection().await?;
     let redis_version = redis_version(&mut publisher_con).await?;
-    let load_before = measure::load_average();
+    let load_before = lab::mem::load_average();
     println!(
         "Redis {redis_version} at {}; {}; load average {}",
         server.display_url(),
@@ -246,7 +246,7 @@ async fn benchmark(args: Args) -> Result<()> {
     let elapsed = started.elapsed();
     println!("benchmark took {:.0?}", elapsed);
     if args.write_table {
-        let load_after = measure::load_average();
+        let load_after = lab::mem::load_average();
         let mut page = String::new();
         writeln!(
             page,
@@ -738,15 +738,7 @@ fn size_label(size: usize) -> String {
 }
 
 fn thousands(value: f64) -> String {
-    let digits = format!("{:.0}", value);
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    lab::report::thousands(value.round() as u64)
 }
 
 fn throughput_tables(summaries: &[Summary], publish_rates: &[(usize, f64)], args: &Args) -> String {

@@ -97,16 +97,6 @@ pub fn machine() -> String {
     format!("{model}, {cores} cores available, {kernel}")
 }
 
-/// The 1-minute load average, if the system says.
-pub fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 /// Today's date (UTC), `YYYY-MM-DD`, from the system clock.
 pub fn today_utc() -> String {
     let secs = std::time::SystemTime::now()
