@@ -62,6 +62,10 @@ step "check_book.py: includes, anchors, exercises, durations, speaker notes, pas
 python3 ci/test_check_book.py
 python3 ci/check_book.py
 
+step "exercises: every starter is what its solution makes (ci/exercises.py, no cargo)"
+python3 ci/exercises.py --self-test
+python3 ci/exercises.py check
+
 step "cargo test (real redis-servers; examples run in quick mode)"
 cargo test --locked --all-targets
 cargo test --locked --doc --quiet

@@ -1,13 +1,19 @@
 //! Chapter 1 exercise: the subscriber below runs on redis 0.25.5, where calling `on_message()`
 //! for every message loses most of a burst. Make `consume` receive every message.
 //!
+//! The starter, examples/ch01_exercise.rs, is the solution, examples/ch01_solution.rs, with
+//! `todo!()` where you write the code.
+//!
 //! cargo run --example ch01_exercise
-//! (the solution, with its test: examples/ch01_solution.rs)
+//! cargo test --example ch01_exercise -- --include-ignored   (the solution's test, on your code)
+//! cargo test --example ch01_solution
 
+// Made from examples/ch01_solution.rs by `python3 ci/exercises.py generate`: book authors
+// edit the solution and rerun it (CI checks that the two agree). Until the todo!()s
+// are written, some parameters and imports are unused:
+#![allow(unused)]
 // `aio::Connection` is deprecated in 0.25.5; the exercise is about that old release.
 #![allow(deprecated)]
-// Until `consume` is written, some imports and parameters are unused.
-#![allow(unused)]
 
 use std::time::Duration;
 
@@ -19,7 +25,7 @@ use lab::{Publisher, RedisServer, ResultLine, Tally};
 /// Receives the messages numbered `0..expected` from `pubsub`, or stops when nothing arrived
 /// for a second or the stream ended.
 ///
-/// This is the loop from the chapter, and it loses most of a burst on redis 0.25.5:
+/// The loop from the chapter loses most of a burst on redis 0.25.5:
 ///
 ///     let mut tally = Tally::new(expected);
 ///     while tally.received() < expected {
@@ -29,8 +35,6 @@ use lab::{Publisher, RedisServer, ResultLine, Tally};
 ///         }
 ///     }
 ///     Ok(tally)
-///
-/// Rewrite it so that the test in `ch01_solution.rs` passes: 0 lost of a 1000-message burst.
 async fn consume(pubsub: &mut redis_0_25::aio::PubSub, expected: u64) -> Result<Tally> {
     todo!("read every message through one long-lived stream")
 }
@@ -60,4 +64,19 @@ async fn main() -> Result<()> {
     println!("missing: {}", tally.missing_summary(5));
     ResultLine::from_tally("exercise-burst-0ms", lab::REDIS_0_25, &tally, 0).print();
     Ok(())
+}
+
+// The solution's tests, each #[ignore]d until your code is written. Run them with
+//     cargo test --example ch01_exercise -- --include-ignored
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    #[ignore = "needs your code: cargo test --example ch01_exercise -- --include-ignored"]
+    async fn a_long_lived_stream_on_0_25_receives_the_whole_burst() {
+        let server = RedisServer::start().unwrap();
+        let tally = burst(&server, 1000).await.unwrap();
+        assert_eq!(tally.lost(), 0, "missing: {}", tally.missing_summary(5));
+    }
 }

@@ -1,8 +1,11 @@
-//! Chapter 1 exercise, solved: the subscriber below runs on redis 0.25.5, where calling
-//! `on_message()` for every message loses most of a burst. Keeping one stream for the whole
-//! run receives every message, on the old release too.
+//! Chapter 1 exercise: the subscriber below runs on redis 0.25.5, where calling `on_message()`
+//! for every message loses most of a burst. Make `consume` receive every message.
 //!
-//! cargo run --example ch01_solution
+//! The starter, examples/ch01_exercise.rs, is the solution, examples/ch01_solution.rs, with
+//! `todo!()` where you write the code.
+//!
+//! cargo run --example ch01_exercise
+//! cargo test --example ch01_exercise -- --include-ignored   (the solution's test, on your code)
 //! cargo test --example ch01_solution
 
 // `aio::Connection` is deprecated in 0.25.5; the exercise is about that old release.
@@ -15,9 +18,22 @@ use futures::StreamExt;
 use lab::{Publisher, RedisServer, ResultLine, Tally};
 
 // ANCHOR: solution
+// ANCHOR: starter
 /// Receives the messages numbered `0..expected` from `pubsub`, or stops when nothing arrived
 /// for a second or the stream ended.
+///
+/// The loop from the chapter loses most of a burst on redis 0.25.5:
+///
+///     let mut tally = Tally::new(expected);
+///     while tally.received() < expected {
+///         match timeout(Duration::from_secs(1), pubsub.on_message().next()).await {
+///             Ok(Some(msg)) => tally.record(lab::seq_of(msg.get_payload_bytes())?),
+///             Ok(None) | Err(_) => break,
+///         }
+///     }
+///     Ok(tally)
 async fn consume(pubsub: &mut redis_0_25::aio::PubSub, expected: u64) -> Result<Tally> {
+    // ANCHOR: todo!("read every message through one long-lived stream")
     let mut tally = Tally::new(expected);
     // One stream, created once: its read buffer lives as long as the loop does.
     let mut messages = pubsub.on_message();
@@ -28,7 +44,9 @@ async fn consume(pubsub: &mut redis_0_25::aio::PubSub, expected: u64) -> Result<
         }
     }
     Ok(tally)
+    // ANCHOR_END: todo
 }
+// ANCHOR_END: starter
 // ANCHOR_END: solution
 
 /// Subscribes with redis 0.25.5, publishes a burst of `sent` messages, consumes them.

@@ -1,10 +1,18 @@
 //! Chapter 2 exercise: a subscriber that hands out one message per call, like calling
-//! `on_message().next()` in a loop, and still loses nothing. Write `parse_push` and
-//! `next_push`; the tests in `ch02_solution.rs` check them (copy them over, or compare).
+//! `on_message().next()` in a loop, and still loses nothing, because the read buffer belongs
+//! to the connection and not to the call. (This is, in miniature, what redis-rs 0.27 changed.)
+//! Write `parse_push` and `next_push`.
+//!
+//! The starter, examples/ch02_exercise.rs, is the solution, examples/ch02_solution.rs, with
+//! `todo!()` where you write the code.
 //!
 //! cargo run --example ch02_exercise
+//! cargo test --example ch02_exercise -- --include-ignored   (the solution's tests, on your code)
+//! cargo test --example ch02_solution
 
-// Until the starter is filled in, some imports and parameters are unused.
+// Made from examples/ch02_solution.rs by `python3 ci/exercises.py generate`: book authors
+// edit the solution and rerun it (CI checks that the two agree). Until the todo!()s
+// are written, some parameters and imports are unused:
 #![allow(unused)]
 
 use std::time::Duration;
@@ -113,4 +121,47 @@ async fn main() -> Result<()> {
     println!("missing: {}", tally.missing_summary(5));
     ResultLine::from_tally("exercise-burst", "resp-model", &tally, 0).print();
     Ok(())
+}
+
+// The solution's tests, each #[ignore]d until your code is written. Run them with
+//     cargo test --example ch02_exercise -- --include-ignored
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TWO: &[u8] = b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$5\r\n0#...\r\n";
+
+    #[test]
+    #[ignore = "needs your code: cargo test --example ch02_exercise -- --include-ignored"]
+    fn parses_frames_cut_at_every_byte() {
+        let first_len = TWO.iter().skip(1).position(|&b| b == b'*').unwrap() + 1;
+        for cut in 0..TWO.len() {
+            let parsed = parse_push(&TWO[..cut]).unwrap();
+            if cut < first_len {
+                assert_eq!(parsed, None, "cut at {cut}");
+            } else {
+                let (items, used) = parsed.unwrap();
+                assert_eq!(used, first_len);
+                assert_eq!(items, [&b"subscribe"[..], b"ch", b"1"]);
+            }
+        }
+        let (items, used) = parse_push(&TWO[first_len..]).unwrap().unwrap();
+        assert_eq!(used, TWO.len() - first_len);
+        assert_eq!(items[2], b"0#...");
+    }
+
+    #[test]
+    #[ignore = "needs your code: cargo test --example ch02_exercise -- --include-ignored"]
+    fn a_buffer_that_starts_mid_frame_is_an_error() {
+        assert_eq!(parse_push(b"ch\r\n$5\r\n0#...\r\n"), Err(NotAFrame));
+        assert_eq!(parse_push(b"$7\r\nmessage\r\n"), Err(NotAFrame));
+    }
+
+    #[tokio::test]
+    #[ignore = "needs your code: cargo test --example ch02_exercise -- --include-ignored"]
+    async fn one_message_per_call_loses_nothing() {
+        let server = RedisServer::start().unwrap();
+        let tally = burst(&server, 1000).await.unwrap();
+        assert_eq!(tally.lost(), 0, "missing: {}", tally.missing_summary(5));
+    }
 }

@@ -1,8 +1,13 @@
-//! Chapter 2 exercise, solved: a subscriber that hands out one message per call, like calling
+//! Chapter 2 exercise: a subscriber that hands out one message per call, like calling
 //! `on_message().next()` in a loop, and still loses nothing, because the read buffer belongs
 //! to the connection and not to the call. (This is, in miniature, what redis-rs 0.27 changed.)
+//! Write `parse_push` and `next_push`.
 //!
-//! cargo run --example ch02_solution
+//! The starter, examples/ch02_exercise.rs, is the solution, examples/ch02_solution.rs, with
+//! `todo!()` where you write the code.
+//!
+//! cargo run --example ch02_exercise
+//! cargo test --example ch02_exercise -- --include-ignored   (the solution's tests, on your code)
 //! cargo test --example ch02_solution
 
 use std::time::Duration;
@@ -35,10 +40,15 @@ struct Subscriber {
 }
 
 // ANCHOR: solution
+// ANCHOR: starter
 /// Parses one RESP2 array of bulk strings and integers from the start of `bytes`.
 /// `Ok(None)`: the frame is not complete yet; `Ok(Some((items, used)))`: the frame took the
-/// first `used` bytes.
+/// first `used` bytes. A buffer that does not start with `*` is `Err(NotAFrame)`.
+///
+/// A message looks like `*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$5\r\n0#...\r\n`; the
+/// subscribe confirmation ends with an integer instead: `:1\r\n`.
 fn parse_push(bytes: &[u8]) -> Result<Option<(Push, usize)>, NotAFrame> {
+    // ANCHOR: todo!("parse the header line, then each item; return Ok(None) whenever bytes run out")
     let Some((count, mut at)) = parse_line(bytes, 0, b'*')? else {
         return Ok(None);
     };
@@ -63,7 +73,9 @@ fn parse_push(bytes: &[u8]) -> Result<Option<(Push, usize)>, NotAFrame> {
         at = start + len + 2;
     }
     Ok(Some((items, at)))
+    // ANCHOR_END: todo
 }
+// ANCHOR: todo
 
 /// `*3\r\n` at `at` -> (3, the index after `\r\n`), for `kind == b'*'`.
 fn parse_line(bytes: &[u8], at: usize, kind: u8) -> Result<Option<(usize, usize)>, NotAFrame> {
@@ -87,11 +99,13 @@ fn find_crlf(bytes: &[u8], from: usize) -> Option<usize> {
         .position(|pair| pair == b"\r\n")
         .map(|i| from + i)
 }
+// ANCHOR_END: todo
 
 impl Subscriber {
     /// The next push (a `subscribe` confirmation or a `message`); `Ok(None)` when the server
-    /// closed the connection.
+    /// closed the connection. Must not lose bytes read beyond the frame it returns.
     async fn next_push(&mut self) -> Result<Option<Push>> {
+        // ANCHOR: todo!("parse from self.buffer; read more with self.stream.read_buf(&mut self.buffer)")
         loop {
             if let Some((push, used)) = parse_push(&self.buffer)? {
                 // Keep the rest: it is the start of the next message.
@@ -102,8 +116,10 @@ impl Subscriber {
                 return Ok(None);
             }
         }
+        // ANCHOR_END: todo
     }
 }
+// ANCHOR_END: starter
 // ANCHOR_END: solution
 
 impl Subscriber {

@@ -1,4 +1,4 @@
-//! Chapter 3 exercise: a `Stream` adapter that drops duplicates. Fill in `poll_next`.
+//! Chapter 3 exercise: a `Stream` adapter that drops duplicates. Write `poll_next`.
 //!
 //! A subscription to a channel *and* a pattern that matches it delivers every message twice;
 //! a subscriber that replays after reconnecting delivers some again. `DropDuplicates` passes
@@ -6,7 +6,17 @@
 //! publisher run (name and epoch), and counts what it dropped. A restarted publisher is a new
 //! run: its messages are new, even though their numbers start again from 0.
 //!
-//! cargo run --example ch03_exercise   (the solution: examples/ch03_solution.rs)
+//! The starter, examples/ch03_exercise.rs, is the solution, examples/ch03_solution.rs, with
+//! `todo!()` where you write the code.
+//!
+//! cargo run --example ch03_exercise
+//! cargo test --example ch03_exercise -- --include-ignored   (the solution's tests, on your code)
+//! cargo test --example ch03_solution
+
+// Made from examples/ch03_solution.rs by `python3 ci/exercises.py generate`: book authors
+// edit the solution and rerun it (CI checks that the two agree). Until the todo!()s
+// are written, some parameters and imports are unused:
+#![allow(unused)]
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -62,15 +72,13 @@ where
 
     // ANCHOR: exercise
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
-        let this = self.project();
-        // TODO: poll `this.inner`. An item whose mark, `(this.mark_of)(&item)`, is not
-        // `Some(Mark::Message { origin, seq })` passes. A message passes if `seq` is higher
-        // than `this.highest` holds for its run (`origin` as a `Run`), and is remembered;
-        // otherwise count it in `*this.dropped` and drop it. What must happen after dropping
-        // one? Hint: `futures::ready!`, and `this.inner.as_mut()` to poll a pinned field more
-        // than once.
-        let _ = (this, cx);
-        todo!("chapter 3 exercise")
+        let mut this = self.project();
+        // An item whose mark, `(this.mark_of)(&item)`, is not `Some(Mark::Message { origin,
+        // seq })` passes. A message passes if `seq` is higher than `this.highest` holds for its
+        // run (`origin` as a `Run`), and is remembered; otherwise it is counted in
+        // `*this.dropped` and dropped. What must happen after dropping one? (`futures::ready!`
+        // helps, and `this.inner.as_mut()` polls a pinned field more than once.)
+        todo!("poll this.inner; pass or drop each item")
     }
     // ANCHOR_END: exercise
 }
@@ -130,4 +138,71 @@ async fn main() -> anyhow::Result<()> {
         .with("duplicates_passed", twice)
         .print();
     Ok(())
+}
+
+// The solution's tests, each #[ignore]d until your code is written. Run them with
+//     cargo test --example ch03_exercise -- --include-ignored
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::stream;
+
+    fn payloads(marks: &[(&Identity, u64)]) -> Vec<Vec<u8>> {
+        marks
+            .iter()
+            .map(|(who, seq)| who.message(*seq, 0))
+            .collect()
+    }
+
+    fn mark(payload: &Vec<u8>) -> Option<Mark<'_>> {
+        lab::mark_of(payload).ok()
+    }
+
+    #[tokio::test]
+    #[ignore = "needs your code: cargo test --example ch03_exercise -- --include-ignored"]
+    async fn passes_each_message_of_each_run_once_in_order() {
+        let (a, b) = (Identity::with_epoch("a", 1), Identity::with_epoch("a", 2));
+        let items = payloads(&[
+            (&a, 0),
+            (&a, 0),
+            (&a, 1),
+            (&b, 0),
+            (&a, 1),
+            (&b, 0),
+            (&b, 1),
+        ]);
+        let mut unique = DropDuplicates::new(stream::iter(items), mark);
+        let mut out = Vec::new();
+        while let Some(payload) = unique.next().await {
+            out.push(payload);
+        }
+        // The restart (epoch 2) starts again from 0: new messages, not duplicates.
+        assert_eq!(out, payloads(&[(&a, 0), (&a, 1), (&b, 0), (&b, 1)]));
+        assert_eq!(unique.dropped(), 3);
+    }
+
+    #[tokio::test]
+    #[ignore = "needs your code: cargo test --example ch03_exercise -- --include-ignored"]
+    async fn a_dropped_item_does_not_stall_the_stream() {
+        // Items that come later, through a channel: after dropping a duplicate, the adapter
+        // must keep polling, or the task is never woken for the next one.
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut unique = DropDuplicates::new(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+            mark,
+        );
+        tx.send(lab::numbered(1, 0)).unwrap();
+        assert_eq!(unique.next().await, Some(lab::numbered(1, 0)));
+        tx.send(lab::numbered(1, 0)).unwrap();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            tx.send(lab::numbered(2, 0)).unwrap();
+        });
+        let next = tokio::time::timeout(Duration::from_secs(5), unique.next()).await;
+        assert_eq!(
+            next.expect("the adapter stalled after a drop"),
+            Some(lab::numbered(2, 0))
+        );
+        assert_eq!(unique.dropped(), 1);
+    }
 }

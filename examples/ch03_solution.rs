@@ -1,4 +1,4 @@
-//! Chapter 3 exercise, solved: a `Stream` adapter that drops duplicates.
+//! Chapter 3 exercise: a `Stream` adapter that drops duplicates. Write `poll_next`.
 //!
 //! A subscription to a channel *and* a pattern that matches it delivers every message twice;
 //! a subscriber that replays after reconnecting delivers some again. `DropDuplicates` passes
@@ -6,7 +6,11 @@
 //! publisher run (name and epoch), and counts what it dropped. A restarted publisher is a new
 //! run: its messages are new, even though their numbers start again from 0.
 //!
-//! cargo run --example ch03_solution
+//! The starter, examples/ch03_exercise.rs, is the solution, examples/ch03_solution.rs, with
+//! `todo!()` where you write the code.
+//!
+//! cargo run --example ch03_exercise
+//! cargo test --example ch03_exercise -- --include-ignored   (the solution's tests, on your code)
 //! cargo test --example ch03_solution
 
 use std::collections::HashMap;
@@ -62,8 +66,15 @@ where
     type Item = S::Item;
 
     // ANCHOR: solution
+    // ANCHOR: exercise
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
         let mut this = self.project();
+        // An item whose mark, `(this.mark_of)(&item)`, is not `Some(Mark::Message { origin,
+        // seq })` passes. A message passes if `seq` is higher than `this.highest` holds for its
+        // run (`origin` as a `Run`), and is remembered; otherwise it is counted in
+        // `*this.dropped` and dropped. What must happen after dropping one? (`futures::ready!`
+        // helps, and `this.inner.as_mut()` polls a pinned field more than once.)
+        // ANCHOR: todo!("poll this.inner; pass or drop each item")
         // A loop, not one poll: after dropping an item we must ask the inner stream again.
         // Returning `Pending` here instead would be a bug: nobody registered a waker for
         // *this* wait, so the task could sleep forever with items ready.
@@ -87,7 +98,9 @@ where
                 }
             }
         }
+        // ANCHOR_END: todo
     }
+    // ANCHOR_END: exercise
     // ANCHOR_END: solution
 }
 

@@ -4,8 +4,17 @@
 //! watcher) and the stream of messages. `Control::follow` returns only when the server has
 //! confirmed the subscription, so a caller can safely tell its publisher to start then.
 //!
-//! Fill in the three `todo!()`s; `cargo run --example ch04_exercise` then runs the scenario.
-//! (The solution: examples/ch04_solution.rs.)
+//! The starter, examples/ch04_exercise.rs, is the solution, examples/ch04_solution.rs, with
+//! `todo!()` where you write the code: three of them, and what a `Control` holds.
+//!
+//! cargo run --example ch04_exercise
+//! cargo test --example ch04_exercise -- --include-ignored   (the solution's test, on your code)
+//! cargo test --example ch04_solution
+
+// Made from examples/ch04_solution.rs by `python3 ci/exercises.py generate`: book authors
+// edit the solution and rerun it (CI checks that the two agree). Until the todo!()s
+// are written, some parameters and imports are unused:
+#![allow(unused)]
 
 use std::time::Duration;
 
@@ -16,21 +25,19 @@ use lab::{Publisher, RedisServer, ResultLine, Tally};
 /// Changes the subscriptions of a running subscriber; cheap to clone.
 #[derive(Clone)]
 pub struct Control {
-    // TODO: what does a `Control` hold? It must be `Clone` and usable from another task
-    // while the stream is being read.
+    // What does a `Control` hold? It must be `Clone` and usable from another task while the
+    // stream is being read.
 }
 
 impl Control {
     /// Subscribe to `channel`; returns once the server confirmed it.
     pub async fn follow(&mut self, channel: &str) -> redis::RedisResult<()> {
-        let _ = channel;
-        todo!("chapter 4 exercise")
+        todo!("subscribe; return once the server confirmed it")
     }
 
     /// Unsubscribe from `channel`; returns once the server confirmed it.
     pub async fn unfollow(&mut self, channel: &str) -> redis::RedisResult<()> {
-        let _ = channel;
-        todo!("chapter 4 exercise")
+        todo!("unsubscribe; return once the server confirmed it")
     }
 }
 
@@ -38,9 +45,8 @@ impl Control {
 pub async fn start(
     client: &redis::Client,
 ) -> redis::RedisResult<(Control, redis::aio::PubSubStream)> {
-    // TODO: which of `on_message`, `into_on_message` and `split` fits here, and why?
-    let _ = client;
-    todo!("chapter 4 exercise")
+    // Which of `on_message`, `into_on_message` and `split` fits here, and why?
+    todo!("a Control and the stream of messages, from one Pub/Sub connection")
 }
 // ANCHOR_END: exercise
 
@@ -87,4 +93,49 @@ async fn main() -> anyhow::Result<()> {
         .with("after_unfollow", after)
         .print();
     Ok(())
+}
+
+// The solution's tests, each #[ignore]d until your code is written. Run them with
+//     cargo test --example ch04_exercise -- --include-ignored
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    #[ignore = "needs your code: cargo test --example ch04_exercise -- --include-ignored"]
+    async fn follow_from_another_task_then_unfollow() {
+        let server = RedisServer::start().unwrap();
+        let client = server.client().unwrap();
+        let (control, mut messages) = start(&client).await.unwrap();
+        let mut con = client.get_multiplexed_async_connection().await.unwrap();
+        let mut remote = control.clone();
+        tokio::spawn(async move { remote.follow("news").await })
+            .await
+            .unwrap()
+            .unwrap();
+        let heard: u64 = redis::cmd("PUBLISH")
+            .arg("news")
+            .arg("0#")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(
+            heard, 1,
+            "follow must return only after the server subscribed us"
+        );
+        let msg = tokio::time::timeout(Duration::from_secs(5), messages.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(msg.get_channel_name(), "news");
+        let mut control = control;
+        control.unfollow("news").await.unwrap();
+        let heard: u64 = redis::cmd("PUBLISH")
+            .arg("news")
+            .arg("1#")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(heard, 0);
+    }
 }

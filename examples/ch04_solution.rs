@@ -1,10 +1,14 @@
-//! Chapter 4 exercise, solved: a subscriber whose channels other tasks can change at runtime.
+//! Chapter 4 exercise: a subscriber whose channels other tasks can change at runtime.
 //!
 //! `start` returns a `Control` that can be cloned into any task (a web handler, a config
 //! watcher) and the stream of messages. `Control::follow` returns only when the server has
 //! confirmed the subscription, so a caller can safely tell its publisher to start then.
 //!
-//! cargo run --example ch04_solution
+//! The starter, examples/ch04_exercise.rs, is the solution, examples/ch04_solution.rs, with
+//! `todo!()` where you write the code: three of them, and what a `Control` holds.
+//!
+//! cargo run --example ch04_exercise
+//! cargo test --example ch04_exercise -- --include-ignored   (the solution's test, on your code)
 //! cargo test --example ch04_solution
 
 use std::time::Duration;
@@ -13,21 +17,30 @@ use futures::StreamExt;
 use lab::{Publisher, RedisServer, ResultLine, Tally};
 
 // ANCHOR: solution
+// ANCHOR: exercise
 /// Changes the subscriptions of a running subscriber; cheap to clone.
 #[derive(Clone)]
 pub struct Control {
+    // What does a `Control` hold? It must be `Clone` and usable from another task while the
+    // stream is being read.
+    // ANCHOR: todo
     sink: redis::aio::PubSubSink,
+    // ANCHOR_END: todo
 }
 
 impl Control {
     /// Subscribe to `channel`; returns once the server confirmed it.
     pub async fn follow(&mut self, channel: &str) -> redis::RedisResult<()> {
+        // ANCHOR: todo!("subscribe; return once the server confirmed it")
         self.sink.subscribe(channel).await
+        // ANCHOR_END: todo
     }
 
     /// Unsubscribe from `channel`; returns once the server confirmed it.
     pub async fn unfollow(&mut self, channel: &str) -> redis::RedisResult<()> {
+        // ANCHOR: todo!("unsubscribe; return once the server confirmed it")
         self.sink.unsubscribe(channel).await
+        // ANCHOR_END: todo
     }
 }
 
@@ -35,11 +48,15 @@ impl Control {
 pub async fn start(
     client: &redis::Client,
 ) -> redis::RedisResult<(Control, redis::aio::PubSubStream)> {
+    // Which of `on_message`, `into_on_message` and `split` fits here, and why?
+    // ANCHOR: todo!("a Control and the stream of messages, from one Pub/Sub connection")
     // `split` keeps both halves: the sink to change subscriptions, the stream to read.
     // (`on_message` would borrow the PubSub; `into_on_message` would give up the sink.)
     let (sink, stream) = client.get_async_pubsub().await?.split();
     Ok((Control { sink }, stream))
+    // ANCHOR_END: todo
 }
+// ANCHOR_END: exercise
 // ANCHOR_END: solution
 
 #[tokio::main]

@@ -1,12 +1,19 @@
-//! Chapter 5 exercise (starter): write a reader that drains any stream into a bounded queue, never
-//! waits, and accounts for every item.
+//! Chapter 5 exercise: a reader that drains any stream into a bounded queue, never waits, and
+//! accounts for every item. Write `drain_into`.
 //!
-//! Fill in `drain_into`, then: cargo run --example ch05_exercise
-//! The solution, with its tests: examples/ch05_solution.rs
+//! The starter, examples/ch05_exercise.rs, is the solution, examples/ch05_solution.rs, with
+//! `todo!()` where you write the code.
+//!
+//! cargo run --example ch05_exercise
+//! cargo test --example ch05_exercise -- --include-ignored   (the solution's tests, on your code)
+//! cargo test --example ch05_solution
 
-use futures::Stream;
-#[allow(unused_imports)]
-use futures::StreamExt;
+// Made from examples/ch05_solution.rs by `python3 ci/exercises.py generate`: book authors
+// edit the solution and rerun it (CI checks that the two agree). Until the todo!()s
+// are written, some parameters and imports are unused:
+#![allow(unused)]
+
+use futures::{Stream, StreamExt};
 use lab::overflow::{Overflow, Pushed, QueueSender, bounded};
 
 /// Why [`drain_into`] stopped.
@@ -42,7 +49,6 @@ pub async fn drain_into<T, S>(mut stream: S, queue: &QueueSender<T>) -> (Drained
 where
     S: Stream<Item = T> + Unpin,
 {
-    let _ = (&mut stream, queue, Pushed::<T>::Queued);
     todo!("read the stream, push each item, count what the policy dropped")
 }
 // ANCHOR_END: exercise
@@ -54,5 +60,74 @@ async fn main() {
         let (drained, end) = drain_into(futures::stream::iter(0..10), &queue).await;
         let kept: Vec<i32> = std::iter::from_fn(|| handler.try_recv()).collect();
         println!("{policy:>11}: read {drained:?}, ended {end:?}, handler gets {kept:?}");
+    }
+}
+
+// The solution's tests, each #[ignore]d until your code is written. Run them with
+//     cargo test --example ch05_exercise -- --include-ignored
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::stream;
+
+    async fn run(policy: Overflow) -> (Drained, End, Vec<u32>, u64) {
+        let (queue, mut handler) = bounded(3, policy);
+        let (drained, end) = drain_into(stream::iter(0..10u32), &queue).await;
+        let kept = std::iter::from_fn(|| handler.try_recv()).collect();
+        (drained, end, kept, queue.stats().dropped())
+    }
+
+    #[tokio::test]
+    #[ignore = "needs your code: cargo test --example ch05_exercise -- --include-ignored"]
+    async fn drop_oldest_keeps_the_newest() {
+        let (drained, end, kept, dropped) = run(Overflow::DropOldest).await;
+        assert_eq!(kept, [7, 8, 9]);
+        assert_eq!(
+            drained,
+            Drained {
+                read: 10,
+                dropped: 7
+            }
+        );
+        assert_eq!((end, dropped), (End::StreamEnded, 7));
+    }
+
+    #[tokio::test]
+    #[ignore = "needs your code: cargo test --example ch05_exercise -- --include-ignored"]
+    async fn drop_newest_keeps_the_oldest() {
+        let (drained, end, kept, dropped) = run(Overflow::DropNewest).await;
+        assert_eq!(kept, [0, 1, 2]);
+        assert_eq!(
+            drained,
+            Drained {
+                read: 10,
+                dropped: 7
+            }
+        );
+        assert_eq!((end, dropped), (End::StreamEnded, 7));
+    }
+
+    #[tokio::test]
+    #[ignore = "needs your code: cargo test --example ch05_exercise -- --include-ignored"]
+    async fn disconnect_stops_at_the_first_overflow() {
+        let (drained, end, kept, dropped) = run(Overflow::Disconnect).await;
+        assert_eq!(kept, [0, 1, 2]);
+        assert_eq!(
+            drained,
+            Drained {
+                read: 4,
+                dropped: 1
+            }
+        );
+        assert_eq!((end, dropped), (End::Overflowed, 1));
+    }
+
+    #[tokio::test]
+    #[ignore = "needs your code: cargo test --example ch05_exercise -- --include-ignored"]
+    async fn a_closed_queue_stops_the_reader() {
+        let (queue, _handler) = bounded::<u32>(3, Overflow::DropOldest);
+        queue.close();
+        let (drained, end) = drain_into(stream::iter(0..10u32), &queue).await;
+        assert_eq!((drained.read, end), (1, End::QueueClosed));
     }
 }

@@ -1,7 +1,11 @@
-//! Chapter 5 exercise, solved: a reader that drains any stream into a bounded queue, never
-//! waits, and accounts for every item.
+//! Chapter 5 exercise: a reader that drains any stream into a bounded queue, never waits, and
+//! accounts for every item. Write `drain_into`.
 //!
-//! cargo run --example ch05_solution
+//! The starter, examples/ch05_exercise.rs, is the solution, examples/ch05_solution.rs, with
+//! `todo!()` where you write the code.
+//!
+//! cargo run --example ch05_exercise
+//! cargo test --example ch05_exercise -- --include-ignored   (the solution's tests, on your code)
 //! cargo test --example ch05_solution
 
 use futures::{Stream, StreamExt};
@@ -29,12 +33,19 @@ pub struct Drained {
 }
 
 // ANCHOR: solution
+// ANCHOR: exercise
 /// Move every item of `stream` into `queue` as soon as it arrives. Never waits for the
 /// handler: a full queue is the policy's business, and every drop is counted.
+///
+/// - `Pushed::DroppedNewest` / `DroppedOldest`: count a drop and carry on;
+/// - `Pushed::Overflowed` (policy `Disconnect`): count a drop and stop with `End::Overflowed`;
+/// - `Pushed::Closed`: stop with `End::QueueClosed`;
+/// - the stream ends: `End::StreamEnded`.
 pub async fn drain_into<T, S>(mut stream: S, queue: &QueueSender<T>) -> (Drained, End)
 where
     S: Stream<Item = T> + Unpin,
 {
+    // ANCHOR: todo!("read the stream, push each item, count what the policy dropped")
     let mut drained = Drained::default();
     while let Some(item) = stream.next().await {
         drained.read += 1;
@@ -49,7 +60,9 @@ where
         }
     }
     (drained, End::StreamEnded)
+    // ANCHOR_END: todo
 }
+// ANCHOR_END: exercise
 // ANCHOR_END: solution
 
 #[tokio::main(flavor = "current_thread")]

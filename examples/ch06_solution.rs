@@ -1,14 +1,32 @@
-//! Chapter 6 exercise, solved: exponential backoff with jitter, and a reconnect loop that
-//! gives up after a number of attempts. `lab::production::Backoff` is the same idea.
+//! Chapter 6 exercise: the reconnection delay, exponential backoff with jitter, and a
+//! reconnect loop that gives up after a number of attempts.
 //!
-//! cargo run --example ch06_solution
+//! A subscriber that lost its server must try again, but not in a tight loop (a dead server
+//! would be hammered) and not at the same moment as every other subscriber that lost it
+//! (they would all come back in the same millisecond). Write `delay(attempt)`:
+//!
+//! - attempt 0 waits about `initial`, each further attempt about twice as long as the one
+//!   before, never more than `max`;
+//! - the actual wait is random, between half and all of that value ("equal jitter").
+//!
+//! Then make `reconnect` use it. `lab::production::Backoff` is the same idea.
+//!
+//! The starter, examples/ch06_exercise.rs, is the solution, examples/ch06_solution.rs, with
+//! `todo!()` where you write the code.
+//!
+//! cargo run --example ch06_exercise
+//! cargo test --example ch06_exercise -- --include-ignored   (the solution's tests, on your code)
 //! cargo test --example ch06_solution
 
 use std::time::Duration;
 
 // ANCHOR: solution
+// ANCHOR: exercise
 /// How long to wait before reconnection attempt `attempt` (0 for the first retry).
 fn delay(attempt: u32, initial: Duration, max: Duration) -> Duration {
+    // Uses `Duration::saturating_mul`, `u32::saturating_pow`, `Duration::min`,
+    // `Duration::mul_f64`, and `fastrand::f64()` for a random number in [0, 1).
+    // ANCHOR: todo!("exponential backoff, capped at max, with equal jitter")
     // 2^attempt without overflow: past 2^31 the cap has long been reached anyway.
     let ceiling = initial
         .saturating_mul(2u32.saturating_pow(attempt.min(31)))
@@ -16,6 +34,7 @@ fn delay(attempt: u32, initial: Duration, max: Duration) -> Duration {
     // Equal jitter: at least half the ceiling (so the backoff still grows), plus a random
     // part (so subscribers that failed together do not retry together).
     ceiling.mul_f64(0.5 + fastrand::f64() / 2.0)
+    // ANCHOR_END: todo
 }
 
 /// Try `connect` until it succeeds, waiting `delay(attempt)` between failures; give up
@@ -24,6 +43,7 @@ async fn reconnect<T, E: std::fmt::Display>(
     mut connect: impl AsyncFnMut() -> Result<T, E>,
     max_attempts: u32,
 ) -> anyhow::Result<T> {
+    // ANCHOR: todo!("loop: connect, on error sleep delay(failed - 1, ...), give up after max_attempts")
     let mut failed = 0;
     loop {
         match connect().await {
@@ -43,7 +63,9 @@ async fn reconnect<T, E: std::fmt::Display>(
             }
         }
     }
+    // ANCHOR_END: todo
 }
+// ANCHOR_END: exercise
 // ANCHOR_END: solution
 
 #[tokio::main]

@@ -1,8 +1,19 @@
-//! Chapter 7 exercise: this program consumes a stream in the body of `#[tokio::main]` and
-//! prints what that cost (CPU time and sleeps per message). Make `measure(.., spawned: true)`
-//! run the consumer as a spawned task instead, run it, and compare the two lines.
+//! Chapter 7 exercise: the same consumer, in the body of `#[tokio::main]` and as a spawned
+//! task, on the multi-thread runtime. The program prints what each cost (CPU time and sleeps
+//! per message). Make `measure(.., spawned: true)` run the consumer as a spawned task, run it,
+//! and compare the two lines.
+//!
+//! The starter, examples/ch07_exercise.rs, is the solution, examples/ch07_solution.rs, with
+//! `todo!()` where you write the code.
 //!
 //! cargo run --release --example ch07_exercise
+//! cargo test --example ch07_exercise -- --include-ignored   (the solution's test, on your code)
+//! cargo run --release --example ch07_solution
+
+// Made from examples/ch07_solution.rs by `python3 ci/exercises.py generate`: book authors
+// edit the solution and rerun it (CI checks that the two agree). Until the todo!()s
+// are written, some parameters and imports are unused:
+#![allow(unused)]
 
 use anyhow::Result;
 use futures::StreamExt;
@@ -17,12 +28,12 @@ struct Cost {
     sleeps_per_1k: f64,
 }
 
+// ANCHOR: exercise
 #[tokio::main]
 async fn main() -> Result<()> {
     let server = RedisServer::from_env()?;
     let client = lab::connect::open(server.url()).await?;
     let count = lab::scaled(200_000, 10_000);
-    // ANCHOR: exercise
     let in_main = measure(&client, count, false).await?;
     let in_task = measure(&client, count, true).await?;
     for (name, cost) in [("in-main", in_main), ("in-task", in_task)] {
@@ -51,8 +62,8 @@ async fn measure(client: &redis::Client, count: u64, spawned: bool) -> Result<Co
     let publisher = Publisher::new(&channel).payload_size(16);
     let publishing = tokio::spawn(async move { publisher.send(&mut con, 0..count).await });
     let tally = if spawned {
-        // TODO: run `consume(messages, count)` as a task on the runtime's worker threads,
-        // and wait for its result.
+        // Run `consume(messages, count)` as a task on the runtime's worker threads, and wait
+        // for its result.
         todo!("spawn the consumer")
     } else {
         consume(messages, count).await
@@ -96,5 +107,29 @@ fn usage() -> (f64, u64) {
             )
         }
         Err(_) => (0.0, 0),
+    }
+}
+
+// The solution's tests, each #[ignore]d until your code is written. Run them with
+//     cargo test --example ch07_exercise -- --include-ignored
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread")]
+    #[ignore = "needs your code: cargo test --example ch07_exercise -- --include-ignored"]
+    async fn the_spawned_consumer_gets_everything_and_sleeps_less() {
+        let server = RedisServer::start().unwrap();
+        let client = lab::connect::open(server.url()).await.unwrap();
+        let in_main = measure(&client, 20_000, false).await.unwrap();
+        let in_task = measure(&client, 20_000, true).await.unwrap();
+        assert_eq!(in_main.tally.lost(), 0);
+        assert_eq!(in_task.tally.lost(), 0);
+        assert!(
+            in_task.sleeps_per_1k < in_main.sleeps_per_1k,
+            "sleeps per 1k: in main {}, in a task {}",
+            in_main.sleeps_per_1k,
+            in_task.sleeps_per_1k
+        );
     }
 }

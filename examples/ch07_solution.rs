@@ -1,6 +1,13 @@
-//! Chapter 7 exercise, solved: the same consumer, in `main` and as a spawned task, on the
-//! multi-thread runtime of `#[tokio::main]`. Compare the CPU time and sleeps per message.
+//! Chapter 7 exercise: the same consumer, in the body of `#[tokio::main]` and as a spawned
+//! task, on the multi-thread runtime. The program prints what each cost (CPU time and sleeps
+//! per message). Make `measure(.., spawned: true)` run the consumer as a spawned task, run it,
+//! and compare the two lines.
 //!
+//! The starter, examples/ch07_exercise.rs, is the solution, examples/ch07_solution.rs, with
+//! `todo!()` where you write the code.
+//!
+//! cargo run --release --example ch07_exercise
+//! cargo test --example ch07_exercise -- --include-ignored   (the solution's test, on your code)
 //! cargo run --release --example ch07_solution
 
 use anyhow::Result;
@@ -16,12 +23,13 @@ struct Cost {
     sleeps_per_1k: f64,
 }
 
+// ANCHOR: solution
+// ANCHOR: exercise
 #[tokio::main]
 async fn main() -> Result<()> {
     let server = RedisServer::from_env()?;
     let client = lab::connect::open(server.url()).await?;
     let count = lab::scaled(200_000, 10_000);
-    // ANCHOR: solution
     let in_main = measure(&client, count, false).await?;
     let in_task = measure(&client, count, true).await?;
     for (name, cost) in [("in-main", in_main), ("in-task", in_task)] {
@@ -50,8 +58,12 @@ async fn measure(client: &redis::Client, count: u64, spawned: bool) -> Result<Co
     let publisher = Publisher::new(&channel).payload_size(16);
     let publishing = tokio::spawn(async move { publisher.send(&mut con, 0..count).await });
     let tally = if spawned {
+        // Run `consume(messages, count)` as a task on the runtime's worker threads, and wait
+        // for its result.
+        // ANCHOR: todo!("spawn the consumer")
         // The loop is a task now: it runs on a worker thread, next to redis-rs's reader task.
         tokio::spawn(consume(messages, count)).await?
+        // ANCHOR_END: todo
     } else {
         consume(messages, count).await
     };
@@ -63,6 +75,7 @@ async fn measure(client: &redis::Client, count: u64, spawned: bool) -> Result<Co
         sleeps_per_1k: (sleeps_after - sleeps) as f64 * 1000.0 / count as f64,
     })
 }
+// ANCHOR_END: exercise
 // ANCHOR_END: solution
 
 /// Read `count` messages (or until the stream is quiet for 2 s) into a tally.

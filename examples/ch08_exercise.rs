@@ -1,14 +1,22 @@
-//! Chapter 8 exercise: take over what a crashed consumer left pending.
+//! Chapter 8 exercise: take over what a crashed consumer left pending. Write `take_over`.
 //!
-//! Fill in `take_over`, then: cargo test --example ch08_exercise
-//! (the solution is examples/ch08_solution.rs)
+//! The starter, examples/ch08_exercise.rs, is the solution, examples/ch08_solution.rs, with
+//! `todo!()` where you write the code.
+//!
+//! cargo test --example ch08_exercise -- --include-ignored   (the solution's tests, on your code)
+//! cargo run --example ch08_solution
+//! cargo test --example ch08_solution
+
+// Made from examples/ch08_solution.rs by `python3 ci/exercises.py generate`: book authors
+// edit the solution and rerun it (CI checks that the two agree). Until the todo!()s
+// are written, some parameters and imports are unused:
+#![allow(unused)]
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
-#[allow(unused_imports)] // the ones your solution will need
 use redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamPendingCountReply, StreamReadOptions,
     StreamReadReply,
@@ -27,7 +35,7 @@ pub struct TakenOver {
 /// Take over up to `count` messages that other consumers of `group` have held for at least
 /// `min_idle` without acknowledging them, and say how often each was delivered.
 ///
-/// Hints: `xautoclaim_options` (XAUTOCLAIM) moves idle pending messages to `consumer`;
+/// `xautoclaim_options` (XAUTOCLAIM) moves idle pending messages to `consumer`;
 /// `xpending_count` (XPENDING with a range) reports each message's `times_delivered`.
 pub async fn take_over(
     con: &mut MultiplexedConnection,
@@ -37,7 +45,6 @@ pub async fn take_over(
     min_idle: Duration,
     count: usize,
 ) -> Result<Vec<TakenOver>> {
-    let _ = (con, stream, group, consumer, min_idle, count);
     todo!("XAUTOCLAIM, then the delivery count of each message")
 }
 // ANCHOR_END: starter
@@ -121,6 +128,8 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
+// The solution's tests, each #[ignore]d until your code is written. Run them with
+//     cargo test --example ch08_exercise -- --include-ignored
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,7 +150,7 @@ mod tests {
     }
 
     #[tokio::test]
-    #[ignore = "remove this line when take_over is written"]
+    #[ignore = "needs your code: cargo test --example ch08_exercise -- --include-ignored"]
     async fn takes_over_what_a_dead_consumer_held_with_its_delivery_count() {
         let (_server, mut con, stream) = setup(20).await;
         let held = read_new(&mut con, &stream, "g", "dead", 10).await.unwrap();
@@ -159,7 +168,7 @@ mod tests {
     }
 
     #[tokio::test]
-    #[ignore = "remove this line when take_over is written"]
+    #[ignore = "needs your code: cargo test --example ch08_exercise -- --include-ignored"]
     async fn leaves_messages_that_are_not_idle_long_enough() {
         let (_server, mut con, stream) = setup(5).await;
         read_new(&mut con, &stream, "g", "busy", 5).await.unwrap();

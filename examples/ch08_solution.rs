@@ -1,5 +1,9 @@
-//! Chapter 8 exercise, solution: take over what a crashed consumer left pending.
+//! Chapter 8 exercise: take over what a crashed consumer left pending. Write `take_over`.
 //!
+//! The starter, examples/ch08_exercise.rs, is the solution, examples/ch08_solution.rs, with
+//! `todo!()` where you write the code.
+//!
+//! cargo test --example ch08_exercise -- --include-ignored   (the solution's tests, on your code)
 //! cargo run --example ch08_solution
 //! cargo test --example ch08_solution
 
@@ -23,8 +27,12 @@ pub struct TakenOver {
 }
 
 // ANCHOR: solution
+// ANCHOR: starter
 /// Take over up to `count` messages that other consumers of `group` have held for at least
 /// `min_idle` without acknowledging them, and say how often each was delivered.
+///
+/// `xautoclaim_options` (XAUTOCLAIM) moves idle pending messages to `consumer`;
+/// `xpending_count` (XPENDING with a range) reports each message's `times_delivered`.
 pub async fn take_over(
     con: &mut MultiplexedConnection,
     stream: &str,
@@ -33,6 +41,7 @@ pub async fn take_over(
     min_idle: Duration,
     count: usize,
 ) -> Result<Vec<TakenOver>> {
+    // ANCHOR: todo!("XAUTOCLAIM, then the delivery count of each message")
     // XAUTOCLAIM moves idle pending messages to `consumer` and counts a delivery.
     let reply: StreamAutoClaimReply = con
         .xautoclaim_options(
@@ -59,7 +68,9 @@ pub async fn take_over(
         });
     }
     Ok(taken)
+    // ANCHOR_END: todo
 }
+// ANCHOR_END: starter
 // ANCHOR_END: solution
 
 /// Read up to `count` new messages for `consumer` (XREADGROUP `>`); ids and payloads.

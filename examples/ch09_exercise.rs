@@ -1,15 +1,22 @@
 //! Chapter 9 exercise: make a cluster subscriber survive a failover.
 //!
 //! redis 1.8.1 does not move a sharded subscription to the replica that replaces a dead
-//! master. Write `classify` (what to do with one push of the cluster connection) and
-//! `resubscribe_all` (subscribe to every channel again) so that `main`, which kills a master
-//! under a channel publishing every 2 ms, prints `lost` equal to `noticed` and a few lost at
-//! most, instead of everything after the kill.
+//! master. `classify` decides what to do with each push of the cluster connection;
+//! `resubscribe_all` subscribes again to every channel when a node connection dropped. `main`
+//! proves it on a real failover: a master is killed under a channel that publishes every 2 ms,
+//! and `lost` must equal `noticed`, a few at most, instead of everything after the kill.
+//!
+//! The starter, examples/ch09_exercise.rs, is the solution, examples/ch09_solution.rs, with
+//! `todo!()` where you write the code.
 //!
 //! cargo run --example ch09_exercise
-//! (the solution, with its tests: examples/ch09_solution.rs)
+//! cargo test --example ch09_exercise -- --include-ignored   (the solution's tests, on your code)
+//! cargo run --example ch09_solution
+//! cargo test --example ch09_solution
 
-// Until the two functions are written, some imports are unused.
+// Made from examples/ch09_solution.rs by `python3 ci/exercises.py generate`: book authors
+// edit the solution and rerun it (CI checks that the two agree). Until the todo!()s
+// are written, some parameters and imports are unused:
 #![allow(unused)]
 
 use std::time::{Duration, Instant};
@@ -37,15 +44,16 @@ enum Action {
     Ignore,
 }
 
-/// Look at `push.kind` and `push.data`: a sharded message is `PushKind::SMessage` with
+/// Looks at `push.kind` and `push.data`: a sharded message is `PushKind::SMessage` with
 /// `[channel, payload]` as bulk strings; the library sends `PushKind::Disconnection` when a
 /// node connection drops.
 fn classify(push: PushInfo) -> Action {
     todo!("Deliver for sharded messages, Resubscribe on Disconnection, Ignore the rest")
 }
 
-/// SSUBSCRIBE to every channel again. Remember: one SSUBSCRIBE over channels in different
-/// slots is a CROSSSLOT error, and while the dead master is not replaced yet a call may fail.
+/// SSUBSCRIBE each channel again: one call per channel (one SSUBSCRIBE over channels in
+/// different slots is a CROSSSLOT error), retrying until it succeeds: while a master is dead
+/// and not yet replaced, its slots may have nowhere to go.
 async fn resubscribe_all(mut con: ClusterConnection, channels: Vec<String>) {
     todo!("subscribe to each channel, retrying with a backoff until it succeeds")
 }
@@ -144,4 +152,51 @@ async fn main() -> Result<()> {
     );
     ResultLine::from_tally("solution-failover", lab::REDIS_CURRENT, &tally, noticed).print();
     Ok(())
+}
+
+// The solution's tests, each #[ignore]d until your code is written. Run them with
+//     cargo test --example ch09_exercise -- --include-ignored
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(kind: PushKind, data: &[&[u8]]) -> PushInfo {
+        PushInfo {
+            kind,
+            data: data.iter().map(|d| Value::BulkString(d.to_vec())).collect(),
+        }
+    }
+
+    #[test]
+    #[ignore = "needs your code: cargo test --example ch09_exercise -- --include-ignored"]
+    fn messages_are_delivered_to_their_channel() {
+        assert_eq!(
+            classify(push(PushKind::SMessage, &[b"news", b"7#...."])),
+            Action::Deliver {
+                channel: b"news".to_vec(),
+                payload: b"7#....".to_vec()
+            }
+        );
+    }
+
+    #[test]
+    #[ignore = "needs your code: cargo test --example ch09_exercise -- --include-ignored"]
+    fn a_disconnection_means_resubscribe_and_confirmations_are_ignored() {
+        assert_eq!(
+            classify(push(PushKind::Disconnection, &[])),
+            Action::Resubscribe
+        );
+        assert_eq!(
+            classify(PushInfo {
+                kind: PushKind::SSubscribe,
+                data: vec![Value::BulkString(b"news".to_vec()), Value::Int(1)],
+            }),
+            Action::Ignore
+        );
+        // A classic (non-sharded) message is not what this subscriber asked for.
+        assert_eq!(
+            classify(push(PushKind::Message, &[b"news", b"1#"])),
+            Action::Ignore
+        );
+    }
 }

@@ -1,10 +1,18 @@
-//! Chapter 9 solution: a cluster subscriber that survives a failover.
+//! Chapter 9 exercise: make a cluster subscriber survive a failover.
 //!
-//! `classify` decides what to do with each push of the cluster connection; `resubscribe_all`
-//! subscribes again to every channel when a node connection dropped. `main` proves it on a
-//! real failover: a master is killed under a channel that publishes every 2 ms.
+//! redis 1.8.1 does not move a sharded subscription to the replica that replaces a dead
+//! master. `classify` decides what to do with each push of the cluster connection;
+//! `resubscribe_all` subscribes again to every channel when a node connection dropped. `main`
+//! proves it on a real failover: a master is killed under a channel that publishes every 2 ms,
+//! and `lost` must equal `noticed`, a few at most, instead of everything after the kill.
 //!
-//! cargo run --example ch09_solution        (cargo test --example ch09_solution: unit tests)
+//! The starter, examples/ch09_exercise.rs, is the solution, examples/ch09_solution.rs, with
+//! `todo!()` where you write the code.
+//!
+//! cargo run --example ch09_exercise
+//! cargo test --example ch09_exercise -- --include-ignored   (the solution's tests, on your code)
+//! cargo run --example ch09_solution
+//! cargo test --example ch09_solution
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +28,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 // ANCHOR: solution
+// ANCHOR: starter
 /// What the subscriber does with one push from the cluster connection.
 #[derive(Debug, PartialEq)]
 enum Action {
@@ -31,7 +40,11 @@ enum Action {
     Ignore,
 }
 
+/// Looks at `push.kind` and `push.data`: a sharded message is `PushKind::SMessage` with
+/// `[channel, payload]` as bulk strings; the library sends `PushKind::Disconnection` when a
+/// node connection drops.
 fn classify(push: PushInfo) -> Action {
+    // ANCHOR: todo!("Deliver for sharded messages, Resubscribe on Disconnection, Ignore the rest")
     match (push.kind, push.data.as_slice()) {
         (PushKind::SMessage, [Value::BulkString(channel), Value::BulkString(payload)]) => {
             Action::Deliver {
@@ -42,12 +55,14 @@ fn classify(push: PushInfo) -> Action {
         (PushKind::Disconnection, _) => Action::Resubscribe,
         _ => Action::Ignore,
     }
+    // ANCHOR_END: todo
 }
 
-/// SSUBSCRIBE each channel again (one call per channel: they may live in different slots),
-/// retrying until it succeeds: while a master is dead and not yet replaced, its slots may
-/// have nowhere to go.
+/// SSUBSCRIBE each channel again: one call per channel (one SSUBSCRIBE over channels in
+/// different slots is a CROSSSLOT error), retrying until it succeeds: while a master is dead
+/// and not yet replaced, its slots may have nowhere to go.
 async fn resubscribe_all(mut con: ClusterConnection, channels: Vec<String>) {
+    // ANCHOR: todo!("subscribe to each channel, retrying with a backoff until it succeeds")
     for channel in channels {
         let mut backoff = Duration::from_millis(50);
         while con.ssubscribe(&channel).await.is_err() {
@@ -55,7 +70,9 @@ async fn resubscribe_all(mut con: ClusterConnection, channels: Vec<String>) {
             backoff = (backoff * 2).min(Duration::from_secs(1));
         }
     }
+    // ANCHOR_END: todo
 }
+// ANCHOR_END: starter
 // ANCHOR_END: solution
 
 #[tokio::main]
