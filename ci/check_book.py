@@ -7,6 +7,11 @@
 Includes and code
 - every {{#include}} / {{#rustdoc_include}} names a committed file that exists (not one under
   target/ or book/), and its anchor exists;
+- an anchored region of a .rs file that a page includes shows whole items: its brackets
+  ( ) [ ] { } balance (outside comments, strings and char literals, in the lines mdBook
+  shows: it leaves out every line holding an anchor comment), or it marks the cut with a
+  `// --snip--` line, as The Rust Programming Language does (a first line for a region that
+  starts inside an item, a last line for one that ends inside it);
 - no page pastes Rust code by hand (a ```rust block of more than 8 lines with no include);
 - every ```rust block is marked `ignore` or `noplayground`: this book's code needs the lab
   and a Redis server, so none of it runs in the Rust playground (and a runnable block would
@@ -28,8 +33,9 @@ Workshop kit (every chapter src/chNN-*.md)
 - every <details> is closed (an open one swallows the rest of the page);
 - chapters 2, 5, 6 and 8 draw their key picture as a ```mermaid diagram (the dropped read
   buffer, the backpressure chain, the reconnect gap, the consumer-group recovery).
-- every examples/chNN_exercise*.rs has `todo!()` where the learner works and a
-  chNN_solution*.rs beside it with a `#[cfg(test)]` module holding at least one test.
+- every examples/chNN[_topic]_exercise*.rs has `todo!()` where the learner works and a
+  chNN[_topic]_solution*.rs beside it with a `#[cfg(test)]` module holding at least one test
+  (ci/exercises.py makes the starter from the solution and checks that they agree).
 
 Schedules (src/instructor-guide.md)
 - every row of a schedule table that links a page gives that page's own duration, and the
@@ -105,6 +111,107 @@ def duration_of(text):
     return None
 
 
+# mdBook's own anchor patterns: an {{#include file:name}} shows the lines between the first
+# `ANCHOR: name` and the next `ANCHOR_END: name`, leaving out every line that matches either
+# pattern (so a code line that also holds an anchor comment is lost with it).
+MDBOOK_ANCHOR_START = re.compile(r"ANCHOR:\s*(?P<name>[\w_-]+)")
+MDBOOK_ANCHOR_END = re.compile(r"ANCHOR_END:\s*(?P<name>[\w_-]+)")
+SNIP = re.compile(r"^\s*//\s*--snip--")
+CHAR_LITERAL = re.compile(r"b?'(?:\\(?:x[0-9a-fA-F]{2}|u\{[0-9a-fA-F_]+\}|.)|[^\\'\n])'")
+RAW_STRING = re.compile(r'b?r(#*)"')
+PAIRS = {")": "(", "]": "[", "}": "{"}
+
+
+def anchored_lines(body, anchor):
+    """(the (line number, text) pairs mdBook shows for {{#include FILE:anchor}}, the line of
+    its ANCHOR, the line of its ANCHOR_END or the last line), or None."""
+    shown, opened = [], None
+    for number, line in enumerate(body.splitlines(), 1):
+        if opened:
+            end = MDBOOK_ANCHOR_END.search(line)
+            if end and end.group("name") == anchor:
+                return shown, opened, number
+            if not end and not MDBOOK_ANCHOR_START.search(line):
+                shown.append((number, line))
+        else:
+            start = MDBOOK_ANCHOR_START.search(line)
+            if start and start.group("name") == anchor:
+                opened = number
+    return (shown, opened, len(body.splitlines())) if opened else None
+
+
+def brackets(lines):
+    """Rust brackets of the lines, outside comments, strings and char literals:
+    (unmatched closers, unclosed openers, mismatches), each a list of (line, bracket)."""
+    text = "\n".join(line for _, line in lines)
+    numbers = [number for number, _ in lines]
+    stack, unmatched, mismatched = [], [], []
+    i, row, depth_comment = 0, 0, 0
+    while i < len(text):
+        c = text[i]
+        if c == "\n":
+            row += 1
+            i += 1
+        elif depth_comment:
+            if text.startswith("*/", i):
+                depth_comment, i = depth_comment - 1, i + 2
+            elif text.startswith("/*", i):
+                depth_comment, i = depth_comment + 1, i + 2
+            else:
+                i += 1
+        elif text.startswith("//", i):
+            i = text.find("\n", i) if "\n" in text[i:] else len(text)
+        elif text.startswith("/*", i):
+            depth_comment, i = 1, i + 2
+        elif (raw := RAW_STRING.match(text, i)) and (i == 0 or not (text[i - 1].isalnum() or text[i - 1] == "_")):
+            close = '"' + raw.group(1)
+            end = text.find(close, raw.end())
+            end = len(text) if end < 0 else end + len(close)
+            row += text.count("\n", i, end)
+            i = end
+        elif c == '"':
+            j = i + 1
+            while j < len(text) and text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            row += text.count("\n", i, j)
+            i = j + 1
+        elif c in "'b" and (char := CHAR_LITERAL.match(text, i)) and (c == "'" or i == 0 or not text[i - 1].isalnum()):
+            i = char.end()
+        elif c in "([{":
+            stack.append((numbers[row], c))
+            i += 1
+        elif c in ")]}":
+            if not stack:
+                unmatched.append((numbers[row], c))
+            elif stack[-1][1] != PAIRS[c]:
+                mismatched.append((numbers[row], c))
+                stack.pop()
+            else:
+                stack.pop()
+            i += 1
+        else:
+            i += 1
+    return unmatched, stack, mismatched
+
+
+def cut_problems(lines, end_line):
+    """What is wrong with an anchored region whose brackets do not balance: a cut not marked
+    by a `// --snip--` line (before the first unmatched closer, after the last unclosed
+    opener). Empty when the region is whole or every cut is marked."""
+    unmatched, unclosed, mismatched = brackets(lines)
+    snips = [number for number, line in lines if SNIP.match(line)]
+    found = []
+    if unmatched and not any(snip < unmatched[0][0] for snip in snips):
+        line, bracket = unmatched[0]
+        found.append(f"'{bracket}' at line {line} closes what was opened before the region (it starts inside an item)")
+    if unclosed and not any(snip > unclosed[-1][0] for snip in snips):
+        line, bracket = unclosed[-1]
+        found.append(f"'{bracket}' opened at line {line} is not closed before the region ends (line {end_line})")
+    for line, bracket in mismatched:
+        found.append(f"'{bracket}' at line {line} does not match the bracket it closes")
+    return found
+
+
 def has_test_module(code):
     return "#[cfg(test)]" in code and re.search(r"#\[(?:tokio::)?test\b", code) is not None
 
@@ -112,6 +219,7 @@ def has_test_module(code):
 pages = sorted(SRC.rglob("*.md"))
 texts = {page: page.read_text() for page in pages}
 included_files = set()
+cut_checked = set()  # (file, anchor) pairs whose brackets were checked
 durations = {}  # page name -> minutes
 
 # --- Includes, pasted code, playground marks, named tests: every page.
@@ -132,6 +240,15 @@ for page, text in texts.items():
                 problem(rel, f"line {line_of(text, offset)}: anchor '{anchor}' not found in {path}")
             elif not re.search(rf"ANCHOR_END:\s*{re.escape(anchor)}\s*$", body, re.M):
                 problem(rel, f"line {line_of(text, offset)}: anchor '{anchor}' has no ANCHOR_END in {path}")
+            elif target.suffix == ".rs" and (target, anchor) not in cut_checked:
+                cut_checked.add((target, anchor))
+                shown, start_line, end_line = anchored_lines(body, anchor) or ([], 0, 0)
+                for what in cut_problems(shown, end_line):
+                    problem(
+                        target.relative_to(ROOT),
+                        f"anchor '{anchor}' (lines {start_line}-{end_line}, shown by {rel} line {line_of(text, offset)}) cuts an item: {what}. "
+                        "Widen the anchor to the whole item, or mark the cut with a `// --snip--` line inside the region (first line for a region that starts inside an item, last line for one that ends inside it)",
+                    )
     # Outputs come from runs: a RESULT line in a page is pasted (ci/outputs.py writes them).
     if page.parent.name != "generated":
         for number, line in enumerate(text.splitlines(), 1):
@@ -207,7 +324,7 @@ for page, text in texts.items():
 
 # --- Exercises: a starter with todo!() and a tested solution beside it.
 for name in sorted(examples):
-    match = re.fullmatch(r"(ch\d\d)_exercise(\w*)", name)
+    match = re.fullmatch(r"(ch\d\d\w*?)_exercise(\w*)", name)
     if not match:
         continue
     starter = EXAMPLES / f"{name}.rs"
@@ -256,13 +373,13 @@ for page in pages:
     for path, _anchor, offset in includes(text):
         stem = pathlib.PurePosixPath(path).stem
         inside = [summary_ for start, end, summary_ in hidden if start < offset < end]
-        if re.fullmatch(rf"ch{nn}_exercise\w*", stem):
+        if re.fullmatch(rf"ch{nn}(?:_\w+?)?_exercise\w*", stem):
             starters += 1
             if offset < heading.start():
                 problem(where, f"line {line_of(text, offset)}: the starter {path} is included before the exercise heading")
             if inside:
                 problem(where, f"line {line_of(text, offset)}: the starter {path} is hidden in a <details> block; show it")
-        elif re.fullmatch(rf"ch{nn}_solution\w*", stem):
+        elif re.fullmatch(rf"ch{nn}(?:_\w+?)?_solution\w*", stem):
             solutions += 1
             if not any("solution" in s.lower() for s in inside):
                 problem(where, f"line {line_of(text, offset)}: the solution {path} is shown openly; put it in <details><summary>Solution</summary> ... </details>")

@@ -161,6 +161,14 @@ BROKEN = [
      "there is no tests/nope"),
     ("ignored tests run without --include-ignored", "examples/ch01_solution.rs", "#[test]\n    fn task_is_one",
      "#[test]\n    #[ignore = \"needs a server\"]\n    fn task_is_one", "passes while testing nothing"),
+    ("anchor ends inside an item", "examples/ch01_topic.rs", "fn main() {\n    // ANCHOR: main\n",
+     "// ANCHOR: main\nfn main() {\n", "anchor 'main' (lines 1-4, shown by src/ch01-topic.md line 6) cuts an item: '{' opened at line 2 is not closed"),
+    ("anchor starts inside an item", "examples/ch01_topic.rs", "    // ANCHOR_END: main\n}\n", "}\n// ANCHOR_END: main\n",
+     "'}' at line 4 closes what was opened before the region"),
+    ("anchor end on the closing brace's line", "examples/ch01_topic.rs", "fn main() {\n    // ANCHOR: main\n    println!(\"hi\");\n    // ANCHOR_END: main\n}",
+     "// ANCHOR: main\nfn main() {\n    println!(\"hi\");\n} // ANCHOR_END: main", "'{' opened at line 2 is not closed before the region ends (line 4)"),
+    ("snip on the wrong side of the cut", "examples/ch01_topic.rs", "fn main() {\n    // ANCHOR: main\n",
+     "// ANCHOR: main\n// --snip--\nfn main() {\n", "'{' opened at line 3 is not closed"),
     ("claim checked by a helper", "src/claims/ch01.md", "::it_works`", "::helper`", "fn helper is not a #[test]"),
     ("claims row without test", "src/claims/ch01.md", "`tests/ch01_topic.rs::it_works`", "see chapter 1", "names no test"),
     ("chapter without claims", "src/claims/ch01.md", None, "", "no claims: add rows"),
@@ -233,6 +241,27 @@ with tempfile.TemporaryDirectory() as tmp:
     run = subprocess.run([sys.executable, str(CHECKER), "--root", str(root), "--fix-schedule"], capture_output=True, text=True)
     if run.returncode != 0 or guide.read_text() != two_days:
         failures.append(f"a two-day schedule is not kept by --fix-schedule (exit {run.returncode}):\n{run.stdout}{guide.read_text()}")
+
+    # Anchors that cut an item and say so with `// --snip--`, and brackets that only look
+    # unbalanced (in strings, char literals, comments, anchor lines mdBook leaves out), pass.
+    for name, old, new in [
+        ("snip where the region ends inside an item", "fn main() {\n    // ANCHOR: main\n    println!(\"hi\");\n",
+         "// ANCHOR: main\nfn main() {\n    println!(\"hi\");\n    // --snip--\n"),
+        ("snip where the region starts inside an item", "    println!(\"hi\");\n    // ANCHOR_END: main\n}\n",
+         "    // --snip--\n    println!(\"hi\");\n}\n// ANCHOR_END: main\n"),
+        ("brackets in strings, chars and comments", "    println!(\"hi\");\n",
+         "    println!(\"({{[\"); // )\n    let _ = ('}', r#\"]\"#, b'(', \"\\\"(\");\n    /* { */\n    fn f<'a>(x: &'a str) -> &'a str { x }\n    // ANCHOR: inner (\n"),
+    ]:
+        root = pathlib.Path(tmp) / name.replace(" ", "-")
+        write(root, GOOD)
+        topic = root / "examples/ch01_topic.rs"
+        if old not in topic.read_text():
+            failures.append(f"{name}: the fixture has no {old!r} to replace (fix this test)")
+            continue
+        topic.write_text(topic.read_text().replace(old, new, 1))
+        code, out = check(root)
+        if code != 0:
+            failures.append(f"{name}: should pass, got exit {code}:\n{out}")
 
     # ... and the same #[ignore]d tests, run with `-- --include-ignored`, are fine.
     root = pathlib.Path(tmp) / "include-ignored"

@@ -131,6 +131,7 @@ async fn main() -> Result<()> {
         println!("step 4, the chain goes on: {rest:?}");
 
         // ANCHOR: drop_chain
+        // --snip--
         // What does dropping the chain drop? `evens` is not the chain: `pin!` moved the chain
         // into a hidden local of this block and gave us a `Pin<&mut _>` to it. Dropping that
         // reference drops nothing else.
