@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::{Parser, ValueEnum};
+use lab::production::OUTCOMES;
 use lab::report::thousands;
 use lab::{RedisServer, ResultLine};
 use nix::sys::signal::{Signal, kill};
@@ -201,17 +202,6 @@ impl Report {
             .with_context(|| format!("the subscriber did not report {key}"))
     }
 }
-
-/// Every outcome a message read can have: the subscriber's `received` is their sum.
-const OUTCOMES: [&str; 7] = [
-    "processed",
-    "dropped",
-    "timed_out",
-    "bad_payload",
-    "oversized",
-    "failed",
-    "abandoned",
-];
 
 /// `received` is what reached the application: every outcome but the queue's drops and what
 /// a shutdown abandoned. `noticed` is the subscriber's own count of loss (lab::production's

@@ -539,16 +539,7 @@ fn burst(name: &str) -> Vec<ResultLine> {
     assert_eq!(results.len(), 2, "one per runtime:\n{}", run.stdout());
     for result in &results {
         let count = |key: &str| result.get_f64(key).unwrap();
-        let outcomes = [
-            "processed",
-            "dropped",
-            "timed_out",
-            "bad_payload",
-            "oversized",
-            "failed",
-            "abandoned",
-        ];
-        let accounted: f64 = outcomes.iter().map(|key| count(key)).sum();
+        let accounted: f64 = lab::production::OUTCOMES.iter().map(|key| count(key)).sum();
         assert_eq!(count("read"), accounted, "{result}");
         let peak = count("rss_peak_mb");
         assert!(peak <= count("bound_mb"), "peak above the bound: {result}");
