@@ -390,3 +390,61 @@ fn sentinel_lab_settles_fails_over_and_stops_every_process_on_drop() {
         }
     }
 }
+
+// Issue 19: a subscriber in a Sentinel deployment when the primary is SIGKILLed (each
+// scenario its own deployment; the promotion allowed 15 s). redis-rs's Sentinel support asks
+// for the primary's address once: its subscriber never hears again (a release that follows a
+// failover fails this test, and the chapter and the upstream report must change). Listening to
+// +switch-master and subscribing again on the new primary follows it, every loss noticed. On a
+// replica, the promotion disconnects the subscriber (the Sentinels kill its Pub/Sub clients),
+// a ConnectionManager subscribes again at once; and when that replica dies it is deaf.
+#[test]
+fn sentinel_failover_only_the_switch_master_listener_or_a_replica_manager_follows() {
+    let _serial = one_at_a_time();
+    let results = run_example("ch09_sentinel");
+    let ms = |run: &ResultLine, key: &str| run.get(key).unwrap().parse::<u64>().ok();
+    for run in &results {
+        if run.scenario.starts_with("failover-") {
+            let promoted = ms(run, "promoted_after_ms").unwrap();
+            assert!(promoted < 15_000, "{run}");
+        }
+        // Nothing is counted twice, and nothing is noticed that was not lost.
+        assert!(run.noticed <= run.lost, "{run}");
+        assert!(run.received > 0, "{run}");
+    }
+
+    // The library alone: subscribed on the old primary's address, never heard again, and
+    // nothing after the kill arrives for the gap detector to notice it by.
+    let alone = find(&results, "failover-library-only", lab::REDIS_CURRENT).unwrap();
+    assert_eq!(alone.get("followed"), Some("no"), "{alone}");
+    assert_eq!(alone.get("resumed_after_ms"), Some("never"), "{alone}");
+    assert!(alone.lost > 0 && alone.noticed == 0, "{alone}");
+
+    // The fix: heard again when +switch-master is announced (well after the promotion), what
+    // was published in between lost and every message of it noticed.
+    let fix = find(&results, "failover-switch-master", lab::REDIS_CURRENT).unwrap();
+    assert_eq!(fix.get("followed"), Some("yes"), "{fix}");
+    assert_eq!(fix.silent_loss(), 0, "{fix}");
+    let resumed = ms(fix, "resumed_after_ms").unwrap();
+    let switch = ms(fix, "switch_master_after_ms").unwrap();
+    assert!(resumed + 50 >= switch && resumed < switch + 2_000, "{fix}");
+    assert!(ms(fix, "deaf_ms").unwrap() < 5_000, "{fix}");
+    assert!(fix.lost < fix.sent / 2, "{fix}");
+
+    // On a replica, the bare PubSub ends at the promotion and is not heard again; the
+    // ConnectionManager reconnects to the same address (now the primary) and resubscribes.
+    let pubsub = find(&results, "failover-replica-pubsub", lab::REDIS_CURRENT).unwrap();
+    assert_eq!(pubsub.get("followed"), Some("no"), "{pubsub}");
+    assert_eq!(pubsub.noticed, 0, "{pubsub}");
+    let manager = find(&results, "failover-replica-manager", lab::REDIS_CURRENT).unwrap();
+    assert_eq!(manager.get("followed"), Some("yes"), "{manager}");
+    assert_eq!(manager.silent_loss(), 0, "{manager}");
+    assert!(ms(manager, "deaf_ms").unwrap() < 1_000, "{manager}");
+    assert!(manager.lost <= manager.sent / 20, "{manager}");
+
+    // Its cost: when that replica dies, the primary goes on and the subscriber is deaf.
+    let killed = find(&results, "replica-killed-manager", lab::REDIS_CURRENT).unwrap();
+    assert_eq!(killed.get("followed"), Some("no"), "{killed}");
+    assert_eq!(killed.get("promoted_after_ms"), Some("none"), "{killed}");
+    assert!(killed.lost > 0 && killed.noticed == 0, "{killed}");
+}
