@@ -64,6 +64,9 @@ class Output:
 
 # The standard RESULT keys first: every shortened RESULT line keeps them.
 BASE = ["scenario", "client", "sent", "received", "lost", "noticed"]
+# Chapter 9's Sentinel scenarios: when the subscriber heard again, against the failover's times.
+SENTINEL_KEYS = ["followed", "promoted_after_ms", "switch_master_after_ms", "resumed_after_ms",
+                 "deaf_ms"]
 
 # Copy chapter 3's stream steps without its `pin!` line into a temporary example, so that
 # the compiler shows the error the chapter quotes; removed again after the build.
@@ -193,6 +196,16 @@ OUTPUTS = [
            keep=[r"^restart:", r"^RESULT scenario=restart-"],
            result_keys=BASE + ["back_after_ms", "resumed_after_ms", "subscribed_on",
                                "duplicates"]),
+    Output("ch09-sentinel-library-only", "cargo run --example ch09_sentinel",
+           keep=[r"^failover-library-only:", r"^RESULT scenario=failover-library-only "],
+           result_keys=BASE + SENTINEL_KEYS),
+    Output("ch09-sentinel-switch-master", "cargo run --example ch09_sentinel",
+           keep=[r"^failover-switch-master:", r"^RESULT scenario=failover-switch-master "],
+           result_keys=BASE + SENTINEL_KEYS),
+    Output("ch09-sentinel-replica", "cargo run --example ch09_sentinel",
+           keep=[r"^(failover-replica-|replica-killed-)\S+: killed",
+                 r"^RESULT scenario=(failover-replica-|replica-killed-)"],
+           result_keys=BASE + SENTINEL_KEYS),
     Output("intro-first-result", "cargo run --example ch01_lost_messages",
            keep=[r"^RESULT scenario=loop-burst-0ms client=redis-0\.25\.5 "], result_keys=BASE),
 ]
