@@ -239,3 +239,58 @@ impl Publisher {
         Ok(())
     }
 }
+
+/// Publish `0..per_channel` (32-byte bare-numbered messages) on every channel, with `bad`
+/// bad payloads mixed in, one after every hundredth message until they are all out: in
+/// turn not UTF-8, not numbered, and one byte over 8 KiB. Chapter 6's bad-payload fault; the
+/// number of bad payloads sent.
+pub async fn with_bad_payloads<C: ConnectionLike>(
+    con: &mut C,
+    channels: &[String],
+    per_channel: u64,
+    bad: u64,
+) -> RedisResult<u64> {
+    let mut pipe = redis::pipe();
+    let mut bad_sent = 0;
+    for seq in 0..per_channel {
+        for channel in channels {
+            pipe.cmd("PUBLISH")
+                .arg(channel)
+                .arg(numbered(seq, 32))
+                .ignore();
+            if bad_sent < bad && seq % 100 == 50 {
+                let payload = match bad_sent % 3 {
+                    0 => vec![0xff, 0xfe, 0xfd, b'#'],
+                    1 => b"{\"not\": \"numbered\"}".to_vec(),
+                    _ => vec![b'x'; 8 * 1024 + 1],
+                };
+                pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
+                bad_sent += 1;
+            }
+        }
+        if seq % 250 == 249 || seq + 1 == per_channel {
+            pipe.query_async::<()>(con).await?;
+            pipe.clear();
+        }
+    }
+    Ok(bad_sent)
+}
+
+/// Send `0..n` and a goodbye in a task of its own, on a connection with no response timeout:
+/// while the server is stopped (SIGSTOP), a PUBLISH waits rather than fail and leave us not
+/// knowing whether it was executed. The task's result is the number sent.
+pub async fn spawn_patient(
+    publisher: Publisher,
+    client: &redis::Client,
+    n: u64,
+) -> RedisResult<tokio::task::JoinHandle<RedisResult<u64>>> {
+    let patient = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    let mut con = client
+        .get_multiplexed_async_connection_with_config(&patient)
+        .await?;
+    Ok(tokio::spawn(async move {
+        let sent = publisher.send(&mut con, 0..n).await?.sent;
+        publisher.goodbye(&mut con, n).await?;
+        Ok(sent)
+    }))
+}

@@ -12,6 +12,7 @@ use lab::message::Mark;
 use lab::production::{Config, Event, Rejected, Report};
 
 use crate::CHANNELS;
+pub use crate::misbehave::{Misbehave, channel_index, misbehave_on};
 
 /// Who sent a message: its channel, and its publisher's name and epoch (`None`: a bare
 /// number, anonymous).
@@ -51,25 +52,6 @@ type Shared = Arc<Mutex<Observed>>;
 
 fn lock(shared: &Shared) -> MutexGuard<'_, Observed> {
     shared.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// How the test handler misbehaves.
-#[derive(Clone, Copy, Debug)]
-pub enum Misbehave {
-    Nothing,
-    /// Never return for every `every`-th message of channel 0.
-    Hang {
-        every: u64,
-    },
-    /// Block the thread (not just the task) for `for_ms` at message `at` of channel 0.
-    Block {
-        at: u64,
-        for_ms: u64,
-    },
-    /// Sleep 1 ms every `every` messages: a consumer slower than the burst.
-    Slow {
-        every: u64,
-    },
 }
 
 /// The subscriber under test, running on its own thread and runtime.
@@ -259,29 +241,4 @@ impl Subscriber {
             println!("  ... {} events in all", observed.events.len());
         }
     }
-}
-
-async fn misbehave_on(misbehave: Misbehave, channel: usize, seq: u64) {
-    match misbehave {
-        Misbehave::Hang { every } if channel == 0 && seq % every == every - 1 => {
-            std::future::pending::<()>().await
-        }
-        Misbehave::Block { at, for_ms } if channel == 0 && seq == at => {
-            // Deliberately wrong: blocking the runtime's only thread stops the reader too.
-            std::thread::sleep(Duration::from_millis(for_ms))
-        }
-        Misbehave::Slow { every } if seq.is_multiple_of(every) => {
-            tokio::time::sleep(Duration::from_millis(1)).await
-        }
-        _ => {}
-    }
-}
-
-/// Channel names end in `:<index>`.
-pub fn channel_index(name: &str) -> Option<usize> {
-    name.rsplit(':')
-        .next()?
-        .parse()
-        .ok()
-        .filter(|i| *i < CHANNELS)
 }

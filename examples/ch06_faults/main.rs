@@ -18,6 +18,7 @@ use lab::{Pace, Publisher, RedisServer, ResultLine};
 use redis::aio::MultiplexedConnection;
 
 mod harness;
+mod misbehave;
 mod publishers;
 
 use harness::{Misbehave, Subscriber};
@@ -335,29 +336,7 @@ async fn bad_payloads(channels: &[String]) -> Result<ResultLine> {
     config.queue_capacity = (good + bad) as usize;
     let mut sub = Subscriber::start(config, per_channel, Misbehave::Nothing)?;
     let mut con = server.client()?.get_multiplexed_async_connection().await?;
-    let mut pipe = redis::pipe();
-    let mut bad_sent = 0;
-    for seq in 0..per_channel {
-        for channel in channels {
-            pipe.cmd("PUBLISH")
-                .arg(channel)
-                .arg(lab::numbered(seq, 32))
-                .ignore();
-            if bad_sent < bad && seq % 100 == 50 {
-                let payload = match bad_sent % 3 {
-                    0 => vec![0xff, 0xfe, 0xfd, b'#'],
-                    1 => b"{\"not\": \"numbered\"}".to_vec(),
-                    _ => vec![b'x'; 8 * 1024 + 1],
-                };
-                pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
-                bad_sent += 1;
-            }
-        }
-        if seq % 250 == 249 || seq + 1 == per_channel {
-            pipe.query_async::<()>(&mut con).await?;
-            pipe.clear();
-        }
-    }
+    let bad_sent = lab::publish::with_bad_payloads(&mut con, channels, per_channel, bad).await?;
     sub.settle(per_channel - 1, Duration::from_secs(2)).await;
     let report = sub.finish()?;
     Ok(result("bad-payloads", &sub, &report, per_channel).with("bad_sent", bad_sent))

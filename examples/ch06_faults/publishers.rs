@@ -158,18 +158,7 @@ pub async fn silent_server() -> Result<ResultLine> {
     let publisher = Publisher::new(&channels[0])
         .named(Identity::new("steady"))
         .pace(Pace::Rate(rate));
-    // No response timeout: while the server is stopped, a PUBLISH waits rather than fail
-    // and leave us not knowing whether it was executed.
-    let patient = redis::AsyncConnectionConfig::new().set_response_timeout(None);
-    let mut con = server
-        .client()?
-        .get_multiplexed_async_connection_with_config(&patient)
-        .await?;
-    let publishing = tokio::spawn(async move {
-        let sent = publisher.send(&mut con, 0..n).await?.sent;
-        publisher.goodbye(&mut con, n).await?;
-        anyhow::Ok(sent)
-    });
+    let publishing = lab::publish::spawn_patient(publisher, &server.client()?, n).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     server.pause()?;
     tokio::time::sleep(silence).await;

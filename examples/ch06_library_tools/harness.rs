@@ -19,6 +19,7 @@ use lab::production::{Config, Event, Rejected};
 use redis::Msg;
 
 use crate::CHANNELS;
+pub use crate::misbehave::{Misbehave, channel_index, misbehave_on};
 use crate::tools::{self, Told};
 
 /// The subscriber designs compared.
@@ -53,25 +54,6 @@ impl Design {
             Design::ManagerTuned => "manager-tuned",
         }
     }
-}
-
-/// How the handler misbehaves.
-#[derive(Clone, Copy, Debug)]
-pub enum Misbehave {
-    Nothing,
-    /// Block the thread (not just the task) for `for_ms` at message `at` of channel 0.
-    Block {
-        at: u64,
-        for_ms: u64,
-    },
-    /// Sleep 1 ms every `every` messages: a consumer slower than the burst.
-    Slow {
-        every: u64,
-    },
-    /// `us` microseconds of CPU per message, on a blocking thread (chapter 6's `--work-us`).
-    Work {
-        us: u64,
-    },
 }
 
 /// What every design is given.
@@ -175,37 +157,6 @@ fn check_and_record(
     let last = &mut observed.last_seq[channel];
     *last = (*last).max(Some(seq));
     Ok(Some((channel, seq)))
-}
-
-async fn misbehave_on(misbehave: Misbehave, channel: usize, seq: u64) {
-    match misbehave {
-        Misbehave::Block { at, for_ms } if channel == 0 && seq == at => {
-            // Deliberately wrong: blocking the runtime's only thread stops the reader too.
-            std::thread::sleep(Duration::from_millis(for_ms))
-        }
-        Misbehave::Slow { every } if seq.is_multiple_of(every) => {
-            tokio::time::sleep(Duration::from_millis(1)).await
-        }
-        Misbehave::Work { us } => {
-            let busy = move || {
-                let until = Instant::now() + Duration::from_micros(us);
-                while Instant::now() < until {
-                    std::hint::spin_loop();
-                }
-            };
-            let _ = tokio::task::spawn_blocking(busy).await;
-        }
-        _ => {}
-    }
-}
-
-/// Data channel names end in `:<index>`.
-pub fn channel_index(name: &str) -> Option<usize> {
-    name.rsplit(':')
-        .next()?
-        .parse()
-        .ok()
-        .filter(|i| *i < CHANNELS)
 }
 
 /// Chapter 3's loss detection, per channel, for the library designs (`lab::production` has

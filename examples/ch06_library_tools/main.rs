@@ -26,6 +26,8 @@ use lab::message::Identity;
 use lab::{Pace, Publisher, RedisServer, ResultLine};
 
 mod harness;
+#[path = "../ch06_faults/misbehave.rs"]
+mod misbehave;
 mod proxy;
 mod table;
 mod tools;
@@ -699,17 +701,7 @@ async fn silent_server(designs: &[Design], base: &str) -> Result<Vec<ResultLine>
     let publisher = Publisher::new(&setup.channels[0])
         .named(Identity::new("steady"))
         .pace(Pace::Rate(rate));
-    // No response timeout: while the server is stopped, a PUBLISH waits rather than fail.
-    let patient = redis::AsyncConnectionConfig::new().set_response_timeout(None);
-    let mut con = server
-        .client()?
-        .get_multiplexed_async_connection_with_config(&patient)
-        .await?;
-    let publishing = tokio::spawn(async move {
-        let sent = publisher.send(&mut con, 0..n).await?.sent;
-        publisher.goodbye(&mut con, n).await?;
-        anyhow::Ok(sent)
-    });
+    let publishing = lab::publish::spawn_patient(publisher, &server.client()?, n).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let stopped_at = Instant::now();
     server.pause()?;
@@ -811,29 +803,8 @@ async fn bad_payloads(designs: &[Design], base: &str) -> Result<Vec<ResultLine>>
     setup.capacity = (good + bad) as usize;
     let side = SideBySide::start(designs, &setup, server.url())?;
     let mut con = server.client()?.get_multiplexed_async_connection().await?;
-    let mut pipe = redis::pipe();
-    let mut bad_sent = 0;
-    for seq in 0..per_channel {
-        for channel in &setup.channels {
-            pipe.cmd("PUBLISH")
-                .arg(channel)
-                .arg(lab::numbered(seq, 32))
-                .ignore();
-            if bad_sent < bad && seq % 100 == 50 {
-                let payload = match bad_sent % 3 {
-                    0 => vec![0xff, 0xfe, 0xfd, b'#'],
-                    1 => b"{\"not\": \"numbered\"}".to_vec(),
-                    _ => vec![b'x'; 8 * 1024 + 1],
-                };
-                pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
-                bad_sent += 1;
-            }
-        }
-        if seq % 250 == 249 || seq + 1 == per_channel {
-            pipe.query_async::<()>(&mut con).await?;
-            pipe.clear();
-        }
-    }
+    let bad_sent =
+        lab::publish::with_bad_payloads(&mut con, &setup.channels, per_channel, bad).await?;
     side.settle(per_channel - 1, Duration::from_secs(2)).await;
     let started = side.started;
     let finished = side.finish()?;

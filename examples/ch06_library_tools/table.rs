@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use lab::ResultLine;
+use lab::report::thousands;
 
 use crate::harness::Design;
 
@@ -128,18 +129,6 @@ fn must_add(fault: &str, failed: Failed, tuned: Option<&ResultLine>) -> String {
     format!("{}{tuned}", needs.join("; "))
 }
 
-fn count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// Whether a design failed a fault (something lost silently, not back when it had to come
 /// back, out of order, above the memory bound), and the table's words for it.
 fn cell(fault: &str, line: &ResultLine) -> (Failed, String) {
@@ -150,7 +139,7 @@ fn cell(fault: &str, line: &ResultLine) -> (Failed, String) {
         ..Failed::default()
     };
     match line.get("resubscribed") {
-        Some("yes") => parts.push(format!("back in {} ms", count(get("resubscribed_ms")))),
+        Some("yes") => parts.push(format!("back in {} ms", thousands(get("resubscribed_ms")))),
         Some(_) => {
             parts.push("never back".to_string());
             failed.never_back = true;
@@ -178,29 +167,29 @@ fn cell(fault: &str, line: &ResultLine) -> (Failed, String) {
     match fault {
         "bad-payloads" => parts.push(format!(
             "{} of {} bad ones counted, {} good ones handled",
-            count(get("bad_counted")),
-            count(get("bad_sent")),
-            count(line.received)
+            thousands(get("bad_counted")),
+            thousands(get("bad_sent")),
+            thousands(line.received)
         )),
         "shutdown" => parts.push(format!(
             "{} reached it: {} handled, {} counted",
-            count(line.sent),
-            count(line.received),
-            count(line.noticed.min(line.lost))
+            thousands(line.sent),
+            thousands(line.received),
+            thousands(line.noticed.min(line.lost))
         )),
         _ if line.lost == 0 => parts.push("0 lost".to_string()),
-        _ if silent == 0 => parts.push(format!("{} lost, all noticed", count(line.lost))),
+        _ if silent == 0 => parts.push(format!("{} lost, all noticed", thousands(line.lost))),
         _ if burst && disconnections > 0 => parts.push(format!(
             "{} lost, {} counted, the rest in {disconnections} disconnection{} by Redis, told \
              of {told}",
-            count(line.lost),
-            count(line.noticed),
+            thousands(line.lost),
+            thousands(line.noticed),
             if disconnections == 1 { "" } else { "s" }
         )),
         _ => parts.push(format!(
             "{} lost, {} noticed",
-            count(line.lost),
-            count(line.noticed)
+            thousands(line.lost),
+            thousands(line.noticed)
         )),
     }
     if burst && disconnections > 0 {
