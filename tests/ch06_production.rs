@@ -946,3 +946,137 @@ fn a_broadcast_receivers_lagged_n_is_counted_loss_and_while_let_ok_ends_on_it_si
     assert!(while_let.lost >= while_let.sent / 2, "{while_let}");
     assert_eq!(while_let.noticed, 0, "{while_let}");
 }
+
+// ---------------------------------------------------------------------------------------
+// The subscriber to copy (`examples/ch06_minimal_subscriber.rs`, issue 18): its demo
+// (`examples/ch06_minimal_demo.rs`) and the program itself.
+
+/// The demo in quick mode: 4 named publishers burst 200,000 messages of 128 bytes into a
+/// subscriber whose queue holds 1,000 and whose handler is slow, on a current-thread
+/// runtime; Redis kills its connection mid-burst; 5 bad payloads; goodbyes; a real SIGTERM.
+#[test]
+fn the_minimal_subscriber_notices_every_loss_of_a_burst_and_a_kill_within_the_memory_bound() {
+    let _turn = ONE_BURST_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let run = lab::example::run_with_env("ch06_minimal_demo", &[], &[("LAB_QUICK", "1")]).unwrap();
+    let results = run.results().unwrap();
+    println!("{}\n{}", run.stdout(), run.stderr());
+    let result = find(&results, "minimal", lab::REDIS_CURRENT).unwrap();
+    assert_eq!(result.get("runtime"), Some("current-thread"), "{result}");
+    assert_eq!(result.sent, 4 * 50_000, "{result}");
+    // Every loss noticed: the queue's drops plus the sequence gaps the kill left.
+    assert_eq!(result.lost, result.noticed, "{result}");
+    // Every message read is processed, dropped or bad, and the handler saw each processed
+    // message once, in order, and nothing else.
+    let processed = extra(result, "processed");
+    assert_eq!(
+        extra(result, "received_by_subscriber"),
+        processed + extra(result, "dropped") + extra(result, "bad"),
+        "{result}"
+    );
+    assert_eq!(result.received, processed, "{result}");
+    for key in ["duplicates", "out_of_order", "handler_saw_non_messages"] {
+        assert_eq!(extra(result, key), 0, "{key}: {result}");
+    }
+    assert_eq!(extra(result, "bad"), extra(result, "bad_sent"), "{result}");
+    // The burst was far bigger than the queue, and the kill was a reconnection (Redis may
+    // add one of its own on a loaded machine: the output-buffer limit). No publisher
+    // restarted, so each unknown gap is a reconnection.
+    assert!(extra(result, "dropped") > result.sent / 2, "{result}");
+    assert!(extra(result, "reconnects") >= 1, "{result}");
+    assert_eq!(
+        extra(result, "unknown_gaps"),
+        extra(result, "reconnects"),
+        "{result}"
+    );
+    // Bounded: peak RSS within the RSS once subscribed + 30 MB (the queue's 1,000 messages
+    // hold well under 1 MB), and under 64 MB. Held in memory, the burst alone would take
+    // more than 60 MB: the bound is no accident of a small run.
+    let idle = result.get_f64("rss_idle_mb").unwrap();
+    let peak = result.get_f64("rss_peak_mb").unwrap();
+    assert!(peak <= idle + 30.0 && peak < 64.0, "{result}");
+    let burst_mb = result.sent as f64 * lab::mem::queued_msg_bytes(128).unwrap() / 1_048_576.0;
+    assert!(
+        burst_mb > 60.0,
+        "the burst would hold only {burst_mb:.0} MB"
+    );
+}
+
+/// The program itself, with a URL and two channels: it counts a gap, a bad payload and a
+/// lost tail (from a goodbye heartbeat), comes back after `CLIENT KILL`, and on SIGTERM
+/// prints its final counters and exits 0.
+#[test]
+fn the_minimal_subscriber_program_counts_gaps_and_bad_payloads_and_stops_on_sigterm() {
+    let server = RedisServer::start().unwrap();
+    let binary = lab::example::build("ch06_minimal_subscriber").unwrap();
+    let channels = [
+        lab::unique_channel("ch06:minimal-cli:a"),
+        lab::unique_channel("ch06:minimal-cli:b"),
+    ];
+    let child = Command::new(binary)
+        .arg(server.url())
+        .args(&channels)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut con = server.client().unwrap().get_connection().unwrap();
+    let wait_subscribed = |con: &mut redis::Connection| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let counts: Vec<(String, u64)> = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(&channels)
+                .query(con)
+                .unwrap();
+            if counts.iter().all(|(_, n)| *n == 1) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "never subscribed: {counts:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    wait_subscribed(&mut con);
+    let publish = |con: &mut redis::Connection, channel: &str, payload: &str| {
+        let heard: u64 = redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query(con)
+            .unwrap();
+        assert_eq!(heard, 1, "{payload}");
+    };
+    // On a: 0, 3 (1 and 2 missing), a bad payload, then the goodbye says 0..6 (4, 5 missing).
+    for payload in ["svc:7:0#", "svc:7:3#", "not ours", "~end:svc:7:6"] {
+        publish(&mut con, &channels[0], payload);
+    }
+    // On b, the same publisher name counts apart: 0, 1, and a goodbye after 2 (nothing lost).
+    for payload in ["svc:7:0#", "svc:7:1#", "~end:svc:7:2"] {
+        publish(&mut con, &channels[1], payload);
+    }
+    let killed: u64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(killed, 1);
+    std::thread::sleep(Duration::from_millis(200));
+    wait_subscribed(&mut con);
+    publish(&mut con, &channels[1], "svc:8:0#");
+    std::thread::sleep(Duration::from_millis(200));
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "{}\n{out}\n{err}", output.status);
+    let last = out.lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        "final: Counters { received: 6, processed: 5, dropped: 0, bad: 1, missing: 4, \
+         unknown_gaps: 1, reconnects: 1 }",
+        "{out}\n{err}"
+    );
+}
