@@ -23,6 +23,19 @@ Includes and code
   names an example or test file that exists, and a `cargo test --example NAME` whose file
   has #[ignore]d tests says `-- --include-ignored` (without it, it passes testing nothing).
 
+Lesson files and harness files (the figures are printed on every run)
+- of every .rs file that a chapter includes (src/chNN-*.md, introduction.md,
+  running-the-lab.md; appendices and the instructor's guide count neither way), at least
+  50% of the lines are shown by chapters: the lines mdBook shows for the anchored regions
+  and whole-file includes, out of the file's lines that are not anchor comments (which no
+  reader ever sees). Code a chapter does not show belongs in a harness file or the lab;
+- no .rs file in examples/ or lab/ is over 500 lines;
+- no chapter shows more than 350 lines of code (every line of every .rs include, counted
+  each time it is shown, the exercise's starter and solution too); what is cut goes to the
+  appendix "Inside the lab";
+- an exemption from these is listed below (EXEMPT_*) with its reason; one no longer needed
+  is printed as a note, to be removed.
+
 Workshop kit (every chapter src/chNN-*.md)
 - starts with a duration line under its title: `> **Duration:** N minutes (...)`;
 - has speaker notes: `<details><summary>Speaker notes</summary> ... </details>`;
@@ -48,6 +61,7 @@ Exits 1 with the problems grouped by file, each saying what to do.
 """
 import argparse
 import collections
+import fnmatch
 import pathlib
 import re
 import sys
@@ -82,6 +96,72 @@ DIAGRAMS = {
     "06": "the reconnect gap",
     "08": "the consumer-group recovery",
 }
+# Lesson files and harness files (issue 18): limits, and the files exempt from them, each
+# with its reason. A pattern is an fnmatch pattern over the path from the repository root.
+MIN_SHOWN = 0.5  # of an included file's lines, shown by chapters
+MAX_FILE_LINES = 500  # of a .rs file in examples/ or lab/
+MAX_CHAPTER_CODE = 350  # lines of code a chapter shows
+OTHER_ISSUE = "being changed by another issue right now; the lead will revisit it"
+NOT_SPLIT = "not yet split into lesson and harness files (issue 18, deliverable 1: left for after the largest files)"
+SMALL = "a small example a reader takes in at one glance: a harness file beside it would add a file, not clarity"
+EXERCISE = "an exercise: the learner works in the whole file in an editor, the chapter shows the part they write, and its tests run it"
+ISSUE_18_STEP_2 = "split into lesson and harness files next (issue 18, deliverable 1)"
+EXEMPT_SIZE = {
+    "lab/server.rs": OTHER_ISSUE,
+    "lab/cluster.rs": OTHER_ISSUE,
+    "lab/sentinel.rs": OTHER_ISSUE,
+    "examples/ch09_*": OTHER_ISSUE,
+    "examples/ch10_*": OTHER_ISSUE,
+    "examples/ch06_minimal*": OTHER_ISSUE,
+    "examples/ch06_production_subscriber.rs": OTHER_ISSUE,
+    "examples/ch05_backpressure.rs": ISSUE_18_STEP_2,
+    "examples/ch06_library_tools/*": ISSUE_18_STEP_2,
+    "examples/ch07_throughput/*": ISSUE_18_STEP_2,
+    "examples/ch08_streams_crash.rs": ISSUE_18_STEP_2,
+    "lab/gaps.rs": ISSUE_18_STEP_2,
+    "lab/overflow.rs": ISSUE_18_STEP_2,
+}
+EXEMPT_SHOWN = {
+    "examples/ch*_exercise*.rs": EXERCISE,
+    "examples/ch*_solution*.rs": EXERCISE,
+    "examples/ch09_*": OTHER_ISSUE,
+    "examples/ch10_*": OTHER_ISSUE,
+    "examples/ch06_minimal*": OTHER_ISSUE,
+    "examples/ch06_production_subscriber.rs": OTHER_ISSUE,
+    "examples/ch06_faults/*": OTHER_ISSUE,
+    "examples/ch06_bursts.rs": OTHER_ISSUE,
+    "lab/production/*": OTHER_ISSUE,
+    "examples/ch05_backpressure.rs": ISSUE_18_STEP_2,
+    "examples/ch06_library_tools/*": ISSUE_18_STEP_2,
+    "examples/ch07_throughput/*": ISSUE_18_STEP_2,
+    "examples/ch08_streams_crash.rs": ISSUE_18_STEP_2,
+    "lab/gaps.rs": ISSUE_18_STEP_2,
+    "lab/overflow.rs": ISSUE_18_STEP_2,
+    "examples/ch01_lost_messages.rs": NOT_SPLIT,
+    "examples/ch02_dropped_buffer.rs": NOT_SPLIT,
+    "examples/ch02_other_losses.rs": NOT_SPLIT,
+    "examples/ch03_cancellation.rs": NOT_SPLIT,
+    "examples/ch08_at_most_once.rs": NOT_SPLIT,
+    "examples/ch08_compare.rs": NOT_SPLIT,
+    "lab/push.rs": NOT_SPLIT,
+    "examples/ch03_gaps.rs": SMALL,
+    "examples/ch04_confirmations.rs": SMALL,
+    "examples/ch04_into_on_message.rs": SMALL,
+    "examples/ch04_patterns.rs": SMALL,
+    "examples/ch04_race.rs": SMALL,
+    "examples/ch04_split.rs": SMALL,
+    "examples/ch06_broadcast_lagged.rs": SMALL,
+    "examples/ch08_trimming.rs": SMALL,
+}
+EXEMPT_CHAPTER_CODE = {
+    "ch06-*": OTHER_ISSUE,
+    "ch09-*": OTHER_ISSUE,
+    "ch03-*": "not yet cut (issue 18, deliverable 1): its stream steps and cancellation examples are not split yet",
+    "ch05-*": ISSUE_18_STEP_2,
+    "ch07-*": ISSUE_18_STEP_2,
+    "ch08-*": ISSUE_18_STEP_2,
+}
+CHAPTER_PAGES = {"introduction.md", "running-the-lab.md"}  # and every chNN-*.md
 SCHEDULE_ROW = re.compile(r"^\|(.*)\|\s*$")
 CLOCK = re.compile(r"^(\d{1,2}):(\d\d)$")
 
@@ -216,11 +296,45 @@ def has_test_module(code):
     return "#[cfg(test)]" in code and re.search(r"#\[(?:tokio::)?test\b", code) is not None
 
 
+def is_chapter(page):
+    """A page whose included code counts as shown by chapters: src/chNN-*.md, the
+    introduction and Running the lab (appendices and the guide count neither way)."""
+    return page.parent == SRC and (CHAPTER.match(page.name) is not None or page.name in CHAPTER_PAGES)
+
+
+INCLUDE_SPEC = re.compile(r"\{\{#(?:include|rustdoc_include)\s+([^}\s]+)[^}]*\}\}")
+
+
+def shown_by_include(body, spec):
+    """The line numbers mdBook shows for {{#include FILE<spec>}}: spec is "" (the whole file),
+    ":anchor", ":N", ":N:M", "::M" or ":N:" (lines, counted from 1). Lines that hold an anchor
+    comment are never counted: mdBook leaves them out of anchored includes, and in a whole
+    file they are markers, not code."""
+    lines = body.splitlines()
+    marker = {n for n, line in enumerate(lines, 1) if MDBOOK_ANCHOR_START.search(line) or MDBOOK_ANCHOR_END.search(line)}
+    parts = spec.split(":")
+    if len(parts) == 1 or (len(parts) == 2 and not parts[1]):
+        return [n for n in range(1, len(lines) + 1) if n not in marker]
+    if len(parts) == 2 and not parts[1].isdigit():
+        found = anchored_lines(body, parts[1])
+        return [n for n, _ in found[0]] if found else []
+    start = int(parts[1]) if parts[1].isdigit() else 1
+    end = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else (start if len(parts) == 2 else len(lines))
+    return [n for n in range(start, min(end, len(lines)) + 1) if n not in marker]
+
+
+def exempt(rel, table):
+    """The reason rel (a path from the root) is exempt in table, or None."""
+    return next((why for pattern, why in table.items() if fnmatch.fnmatchcase(rel, pattern)), None)
+
+
 pages = sorted(SRC.rglob("*.md"))
 texts = {page: page.read_text() for page in pages}
 included_files = set()
 cut_checked = set()  # (file, anchor) pairs whose brackets were checked
 durations = {}  # page name -> minutes
+shown_lines = collections.defaultdict(set)  # .rs file a chapter includes -> line numbers chapters show
+chapter_code = collections.Counter()  # chapter page name -> lines of code it shows
 
 # --- Includes, pasted code, playground marks, named tests: every page.
 for page, text in texts.items():
@@ -234,6 +348,11 @@ for page, text in texts.items():
             problem(rel, f"line {line_of(text, offset)}: include target missing: {path}")
             continue
         included_files.add(target)
+        if is_chapter(page) and target.suffix == ".rs":
+            spec = INCLUDE_SPEC.match(text, offset).group(1)[len(path):]
+            numbers = shown_by_include(target.read_text(), spec)
+            shown_lines[target].update(numbers)
+            chapter_code[page.name] += len(numbers)
         if anchor and not anchor.isdigit():
             body = target.read_text()
             if not re.search(rf"ANCHOR:\s*{re.escape(anchor)}\s*$", body, re.M):
@@ -484,6 +603,77 @@ if guide.exists():
         most = max(schedules, key=lambda t: len(t["covered"] & set(chapters)))
         missing = sorted(set(chapters) - most["covered"])
         problem(where, f"no schedule covers every chapter (the fullest misses {', '.join(missing)})")
+
+# --- Lesson files and harness files: figures, then the limits.
+def code_lines(path):
+    """A file's lines that are not anchor comments."""
+    return [line for line in path.read_text().splitlines() if not (MDBOOK_ANCHOR_START.search(line) or MDBOOK_ANCHOR_END.search(line))]
+
+
+used = set()  # exemption patterns that exempted something
+print("check_book: lines of each .rs file chapters include that chapters show (goal: at least {:.0%}):".format(MIN_SHOWN))
+all_shown = all_total = 0
+for target in sorted(shown_lines, key=lambda t: (len(shown_lines[t]) / max(1, len(code_lines(t))), str(t))):
+    rel = target.relative_to(ROOT).as_posix()
+    total = len(code_lines(target))
+    shown = len(shown_lines[target])
+    all_shown, all_total = all_shown + shown, all_total + total
+    share = shown / total if total else 1.0
+    why = exempt(rel, EXEMPT_SHOWN) if share < MIN_SHOWN else None
+    flag = "  (exempt: %s)" % why if why else ("  UNDER" if share < MIN_SHOWN else "")
+    print(f"  {share:5.0%} {shown:5}/{total:<5} {rel}{flag}")
+    if share < MIN_SHOWN:
+        if why:
+            used.add(("SHOWN", next(p for p in EXEMPT_SHOWN if fnmatch.fnmatchcase(rel, p))))
+        else:
+            problem(
+                rel,
+                f"chapters show {shown} of its {total} lines ({share:.0%}); at least {MIN_SHOWN:.0%}: move what they do not show "
+                "(children, sampling, tables, argument parsing) into a harness file beside it or into the lab, or exempt it in "
+                "EXEMPT_SHOWN in ci/check_book.py with the reason",
+            )
+if all_total:
+    print(f"  {all_shown / all_total:5.0%} {all_shown:5}/{all_total:<5} in all, {len(shown_lines)} files")
+
+print(f"check_book: .rs files in examples/ and lab/ over {MAX_FILE_LINES} lines:")
+over = 0
+for path in sorted(list(EXAMPLES.rglob("*.rs")) + list((ROOT / "lab").rglob("*.rs"))):
+    rel = path.relative_to(ROOT).as_posix()
+    count = len(path.read_text().splitlines())
+    if count <= MAX_FILE_LINES:
+        continue
+    over += 1
+    why = exempt(rel, EXEMPT_SIZE)
+    print(f"  {count:5} {rel}" + (f"  (exempt: {why})" if why else ""))
+    if why:
+        used.add(("SIZE", next(p for p in EXEMPT_SIZE if fnmatch.fnmatchcase(rel, p))))
+    else:
+        problem(rel, f"{count} lines; at most {MAX_FILE_LINES}: split it by job (a directory example: main.rs and modules), or exempt it in EXEMPT_SIZE in ci/check_book.py with the reason")
+if not over:
+    print("  none")
+
+print(f"check_book: lines of code each chapter shows (goal: at most {MAX_CHAPTER_CODE}):")
+for name in sorted(chapter_code):
+    count = chapter_code[name]
+    why = exempt(name, EXEMPT_CHAPTER_CODE) if count > MAX_CHAPTER_CODE else None
+    print(f"  {count:5} {name}" + (f"  (exempt: {why})" if why else ("  OVER" if count > MAX_CHAPTER_CODE else "")))
+    if count > MAX_CHAPTER_CODE:
+        if why:
+            used.add(("CHAPTER_CODE", next(p for p in EXEMPT_CHAPTER_CODE if fnmatch.fnmatchcase(name, p))))
+        else:
+            problem(
+                f"src/{name}",
+                f"shows {count} lines of code; at most {MAX_CHAPTER_CODE}: move harness detail out of the anchored regions "
+                "(the appendix Inside the lab may show it), or exempt the chapter in EXEMPT_CHAPTER_CODE in ci/check_book.py with the reason",
+            )
+unused = [
+    f"EXEMPT_{kind} {pattern!r}"
+    for kind, table in (("SHOWN", EXEMPT_SHOWN), ("SIZE", EXEMPT_SIZE), ("CHAPTER_CODE", EXEMPT_CHAPTER_CODE))
+    for pattern in table
+    if (kind, pattern) not in used
+]
+if unused:
+    print(f"check_book: note: {len(unused)} exemption(s) exempt nothing now (remove them once their files settle): {', '.join(unused)}")
 
 if problems:
     count = sum(len(v) for v in problems.values())

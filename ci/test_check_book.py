@@ -91,6 +91,7 @@ GOOD = {
         fn main() {
             // ANCHOR: main
             println!("hi");
+            println!("there");
             // ANCHOR_END: main
         }
         """,
@@ -162,13 +163,18 @@ BROKEN = [
     ("ignored tests run without --include-ignored", "examples/ch01_solution.rs", "#[test]\n    fn task_is_one",
      "#[test]\n    #[ignore = \"needs a server\"]\n    fn task_is_one", "passes while testing nothing"),
     ("anchor ends inside an item", "examples/ch01_topic.rs", "fn main() {\n    // ANCHOR: main\n",
-     "// ANCHOR: main\nfn main() {\n", "anchor 'main' (lines 1-4, shown by src/ch01-topic.md line 6) cuts an item: '{' opened at line 2 is not closed"),
+     "// ANCHOR: main\nfn main() {\n", "anchor 'main' (lines 1-5, shown by src/ch01-topic.md line 6) cuts an item: '{' opened at line 2 is not closed"),
     ("anchor starts inside an item", "examples/ch01_topic.rs", "    // ANCHOR_END: main\n}\n", "}\n// ANCHOR_END: main\n",
-     "'}' at line 4 closes what was opened before the region"),
-    ("anchor end on the closing brace's line", "examples/ch01_topic.rs", "fn main() {\n    // ANCHOR: main\n    println!(\"hi\");\n    // ANCHOR_END: main\n}",
-     "// ANCHOR: main\nfn main() {\n    println!(\"hi\");\n} // ANCHOR_END: main", "'{' opened at line 2 is not closed before the region ends (line 4)"),
+     "'}' at line 5 closes what was opened before the region"),
+    ("anchor end on the closing brace's line", "examples/ch01_topic.rs", "fn main() {\n    // ANCHOR: main\n    println!(\"hi\");\n    println!(\"there\");\n    // ANCHOR_END: main\n}",
+     "// ANCHOR: main\nfn main() {\n    println!(\"hi\");\n    println!(\"there\");\n} // ANCHOR_END: main", "'{' opened at line 2 is not closed before the region ends (line 5)"),
     ("snip on the wrong side of the cut", "examples/ch01_topic.rs", "fn main() {\n    // ANCHOR: main\n",
      "// ANCHOR: main\n// --snip--\nfn main() {\n", "'{' opened at line 3 is not closed"),
+    ("file mostly harness", "examples/ch01_topic.rs", "}\n", "}\n" + "fn harness() {}\n" * 10,
+     "chapters show 2 of its 14 lines (14%); at least 50%"),
+    ("file over 500 lines", "lab/big.rs", None, "// a line\n" * 501, "501 lines; at most 500: split it by job"),
+    ("chapter shows too much code", "examples/ch01_topic.rs", "    println!(\"there\");\n", "    println!(\"there\");\n" * 400,
+     "shows 407 lines of code; at most 350"),
     ("claim checked by a helper", "src/claims/ch01.md", "::it_works`", "::helper`", "fn helper is not a #[test]"),
     ("claims row without test", "src/claims/ch01.md", "`tests/ch01_topic.rs::it_works`", "see chapter 1", "names no test"),
     ("chapter without claims", "src/claims/ch01.md", None, "", "no claims: add rows"),
@@ -202,6 +208,9 @@ with tempfile.TemporaryDirectory() as tmp:
     code, out = check(good)
     if code != 0:
         failures.append(f"the correct fixture fails:\n{out}")
+    for figure in ["  50%     2/4     examples/ch01_topic.rs", "(exempt: an exercise", "      8 ch01-topic.md", "over 500 lines:\n  none"]:
+        if figure not in out:
+            failures.append(f"the correct fixture's figures lack {figure!r}:\n{out}")
     for name, file, old, new, expected in BROKEN:
         root = pathlib.Path(tmp) / name.replace(" ", "-")
         write(root, GOOD)
@@ -209,6 +218,7 @@ with tempfile.TemporaryDirectory() as tmp:
         if new is None:
             path.unlink()
         elif old is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(new)
         else:
             text = path.read_text()
@@ -247,8 +257,8 @@ with tempfile.TemporaryDirectory() as tmp:
     for name, old, new in [
         ("snip where the region ends inside an item", "fn main() {\n    // ANCHOR: main\n    println!(\"hi\");\n",
          "// ANCHOR: main\nfn main() {\n    println!(\"hi\");\n    // --snip--\n"),
-        ("snip where the region starts inside an item", "    println!(\"hi\");\n    // ANCHOR_END: main\n}\n",
-         "    // --snip--\n    println!(\"hi\");\n}\n// ANCHOR_END: main\n"),
+        ("snip where the region starts inside an item", "    println!(\"there\");\n    // ANCHOR_END: main\n}\n",
+         "    // --snip--\n    println!(\"there\");\n}\n// ANCHOR_END: main\n"),
         ("brackets in strings, chars and comments", "    println!(\"hi\");\n",
          "    println!(\"({{[\"); // )\n    let _ = ('}', r#\"]\"#, b'(', \"\\\"(\");\n    /* { */\n    fn f<'a>(x: &'a str) -> &'a str { x }\n    // ANCHOR: inner (\n"),
     ]:
@@ -262,6 +272,23 @@ with tempfile.TemporaryDirectory() as tmp:
         code, out = check(root)
         if code != 0:
             failures.append(f"{name}: should pass, got exit {code}:\n{out}")
+
+    # Lesson files and harness files: the figures are printed; a whole-file include shows every
+    # line but its anchor comments; a ":N:M" include shows those lines; a file listed in an
+    # EXEMPT_* table with its reason (lab/server.rs, for now) passes over the limit.
+    for name, change, expect_in_output in [
+        ("whole-file include", lambda root: (root / CH).write_text((root / CH).read_text().replace("ch01_topic.rs:main}}", "ch01_topic.rs}}", 1)),
+         " 4/4     examples/ch01_topic.rs"),
+        ("line-range include", lambda root: (root / CH).write_text((root / CH).read_text().replace("ch01_topic.rs:main}}", "ch01_topic.rs:1:4}}", 1)),
+         " 3/4     examples/ch01_topic.rs"),
+        ("exempt large file", lambda root: (root / "lab").mkdir() or (root / "lab/server.rs").write_text("// a line\n" * 501), "501 lab/server.rs  (exempt: "),
+    ]:
+        root = pathlib.Path(tmp) / name.replace(" ", "-")
+        write(root, GOOD)
+        change(root)
+        code, out = check(root)
+        if code != 0 or expect_in_output not in out:
+            failures.append(f"{name}: should pass and print {expect_in_output!r}, got exit {code}:\n{out}")
 
     # ... and the same #[ignore]d tests, run with `-- --include-ignored`, are fine.
     root = pathlib.Path(tmp) / "include-ignored"
