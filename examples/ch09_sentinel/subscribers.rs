@@ -6,8 +6,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use redis::{IntoConnectionInfo, ProtocolVersion, PushKind, Value};
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{ProtocolVersion, PushKind, RedisConnectionInfo, Value};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// The name the Sentinels monitor the primary under.
@@ -73,6 +73,7 @@ pub async fn follow_switch_master(
         primary = redis::Client::open(new_primary)?;
     }
 }
+// ANCHOR_END: follow
 
 /// SUBSCRIBE on `client`'s server, retrying every 100 ms until it answers.
 async fn subscribe_on(client: &redis::Client, channel: &str) -> redis::aio::PubSub {
@@ -85,7 +86,6 @@ async fn subscribe_on(client: &redis::Client, channel: &str) -> redis::aio::PubS
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
-// ANCHOR_END: follow
 
 // ANCHOR: replica_pubsub
 /// Subscribe on a replica instead: PUBLISH on the primary reaches the replica's subscribers
@@ -116,13 +116,14 @@ pub async fn replica_manager(
     channel: String,
     out: UnboundedSender<Vec<u8>>,
 ) -> Result<()> {
-    let addresses = sentinels
-        .iter()
-        .map(|url| Ok(url.as_str().into_connection_info()?.addr().clone()))
-        .collect::<Result<Vec<_>>>()?;
-    let mut sentinel = SentinelClientBuilder::new(addresses, SERVICE, SentinelServerType::Replica)?
-        .set_client_to_redis_protocol(ProtocolVersion::RESP3)
-        .build()?;
+    let resp3 = RedisConnectionInfo::default().set_protocol(ProtocolVersion::RESP3);
+    let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(resp3);
+    let mut sentinel = SentinelClient::build(
+        sentinels,
+        SERVICE.into(),
+        Some(node),
+        SentinelServerType::Replica,
+    )?;
     let (tx, mut pushes) = tokio::sync::mpsc::unbounded_channel();
     let config = ConnectionManagerConfig::new()
         .set_automatic_resubscription()
