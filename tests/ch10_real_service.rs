@@ -65,3 +65,117 @@ fn keyspace_refuses_to_reconfigure_a_server_from_redis_url() {
     assert!(!stderr.contains("hunter2"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// One quick run of `ch10_client_tracking`, shared by the tests below (about 10 s).
+fn client_tracking() -> &'static [ResultLine] {
+    static RESULTS: std::sync::OnceLock<Vec<ResultLine>> = std::sync::OnceLock::new();
+    RESULTS.get_or_init(|| run("ch10_client_tracking", &[]))
+}
+
+fn tracking(scenario: &str) -> &'static ResultLine {
+    find(client_tracking(), scenario, REDIS_CURRENT).unwrap()
+}
+
+const FAULTS: [&str; 3] = ["steady", "client-kill", "restart"];
+
+/// The cache flushed on every possible gap in its invalidation stream (a `Disconnection`
+/// push, a failed command, a reconnection), in the default mode and in BCAST mode, serves
+/// no stale read: not in the probes, not under load through a `CLIENT KILL` or a server
+/// restart, not on a hot key. It flushes once per fault and never without one, and it does
+/// cache (hits under steady load).
+#[test]
+fn tracking_cache_flushed_on_every_gap_serves_no_stale_read() {
+    for reader in ["tracking-correct", "tracking-bcast"] {
+        for fault in FAULTS {
+            for kind in ["probe", "load"] {
+                let r = tracking(&format!("{kind}-{fault}-{reader}"));
+                assert!(r.sent > 0, "{r}");
+                assert_eq!(extra(r, "stale_reads"), 0, "{r}");
+                assert_eq!(r.lost, 0, "{r}");
+                let flushes = if fault == "steady" { 0 } else { 1 };
+                assert_eq!(extra(r, "flushes"), flushes, "{r}");
+            }
+            let probe = tracking(&format!("probe-{fault}-{reader}"));
+            // Every read that returned a value returned the new one.
+            assert_eq!(probe.received, probe.sent, "{probe}");
+            assert_ne!(probe.get("first_fresh_ms"), Some("never"), "{probe}");
+        }
+        let steady = tracking(&format!("load-steady-{reader}"));
+        assert!(extra(steady, "hits") > steady.sent / 2, "{steady}");
+        let hot = tracking(&format!("load-hot-key-{reader}"));
+        assert!(hot.sent > 0, "{hot}");
+        assert_eq!(extra(hot, "stale_reads"), 0, "{hot}");
+        assert_eq!(extra(hot, "flushes"), 0, "{hot}");
+    }
+}
+
+/// The same cache without the flush reconnects and turns tracking on again, and keeps what
+/// it cached: after a `CLIENT KILL` or a restart it serves the old value for good.
+#[test]
+fn tracking_cache_kept_across_a_reconnection_serves_stale_reads() {
+    for fault in ["client-kill", "restart"] {
+        let probe = tracking(&format!("probe-{fault}-tracking-naive"));
+        assert!(probe.sent > 0, "{probe}");
+        assert_eq!(extra(probe, "stale_reads"), probe.sent, "{probe}");
+        assert_eq!(probe.get("first_fresh_ms"), Some("never"), "{probe}");
+        assert!(extra(probe, "reconnects") >= 1, "{probe}");
+        let load = tracking(&format!("load-{fault}-tracking-naive"));
+        assert!(extra(load, "stale_reads") > 0, "{load}");
+        assert_eq!(extra(load, "flushes"), 0, "{load}");
+    }
+    for kind in ["probe", "load"] {
+        let steady = tracking(&format!("{kind}-steady-tracking-naive"));
+        assert_eq!(extra(steady, "stale_reads"), 0, "{steady}");
+    }
+}
+
+/// redis-rs's cache on a `MultiplexedConnection` keeps answering from the cache after its
+/// connection is gone (killed, or the server restarted): the old value for good, while a
+/// key it has not cached fails.
+#[test]
+fn library_cache_on_a_dead_multiplexed_connection_serves_stale_values() {
+    let steady = tracking("probe-steady-library-multiplexed");
+    assert_eq!(extra(steady, "stale_reads"), 0, "{steady}");
+    for fault in ["client-kill", "restart"] {
+        let probe = tracking(&format!("probe-{fault}-library-multiplexed"));
+        assert!(probe.sent > 0, "{probe}");
+        assert_eq!(extra(probe, "stale_reads"), probe.sent, "{probe}");
+        assert_eq!(probe.get("first_fresh_ms"), Some("never"), "{probe}");
+        let load = tracking(&format!("load-{fault}-library-multiplexed"));
+        assert!(extra(load, "stale_reads") > 0, "{load}");
+        assert!(extra(load, "errors") > 0, "{load}");
+    }
+}
+
+/// redis-rs's cache on a `ConnectionManager` starts a new cache epoch with each reconnection
+/// (a flush): after a `CLIENT KILL` or a restart the first read after the write is fresh.
+#[test]
+fn library_cache_on_a_connection_manager_is_flushed_by_its_reconnection() {
+    for fault in FAULTS {
+        let probe = tracking(&format!("probe-{fault}-library-manager"));
+        assert!(probe.sent > 0, "{probe}");
+        assert_eq!(extra(probe, "stale_reads"), 0, "{probe}");
+        // Every read that returned a value returned the new one.
+        assert_eq!(probe.received, probe.sent, "{probe}");
+        assert_ne!(probe.get("first_fresh_ms"), Some("never"), "{probe}");
+    }
+}
+
+/// Without any fault, redis-rs's cache keeps a value whose invalidation raced its reply: the
+/// connection's reader task handles the invalidation before the caller stores the reply, and
+/// the server, having sent its one invalidation, no longer tracks the key. On a hot key both
+/// library readers serve a stale value; the tracking caches, which do not store a reply an
+/// invalidation for that key overtook, serve none.
+#[test]
+fn library_cache_keeps_a_value_whose_invalidation_raced_its_reply() {
+    for reader in ["library-multiplexed", "library-manager"] {
+        let hot = tracking(&format!("load-hot-key-{reader}"));
+        assert!(extra(hot, "stale_reads") > 0, "{hot}");
+        assert!(extra(hot, "stale_keys") >= 1, "{hot}");
+        assert_eq!(extra(hot, "errors"), 0, "{hot}");
+    }
+    for reader in ["tracking-naive", "tracking-correct", "tracking-bcast"] {
+        let hot = tracking(&format!("load-hot-key-{reader}"));
+        assert_eq!(extra(hot, "stale_reads"), 0, "{hot}");
+    }
+}
