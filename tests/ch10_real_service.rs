@@ -46,24 +46,32 @@ fn keyspace_reconciling_subscriber_misses_no_key_across_client_kill() {
     assert!(extra(reconciling, "repaired") >= 5, "{reconciling}");
 }
 
-/// Examples that reconfigure the server refuse a `REDIS_URL` with a clear message and a
-/// non-zero exit, without printing its password.
+/// The examples that reconfigure the server, kill its clients or restart it refuse a
+/// `REDIS_URL` with a clear message and a non-zero exit, without printing its password.
 #[test]
-fn keyspace_refuses_to_reconfigure_a_server_from_redis_url() {
-    let run = lab::example::run_with_env(
-        "ch10_keyspace",
-        &[],
-        &[
-            ("LAB_QUICK", "1"),
-            ("REDIS_URL", "redis://:hunter2@127.0.0.1:6379/"),
-        ],
-    )
-    .unwrap();
-    let stderr = run.stderr();
-    assert!(!run.output.status.success(), "{stderr}");
-    assert!(stderr.contains("never reconfigures"), "{stderr}");
-    assert!(!stderr.contains("hunter2"), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+fn examples_refuse_to_reconfigure_or_restart_a_server_from_redis_url() {
+    for (name, expected) in [
+        ("ch10_keyspace", "never reconfigures"),
+        (
+            "ch10_client_tracking",
+            "never does that to a server it did not start",
+        ),
+    ] {
+        let run = lab::example::run_with_env(
+            name,
+            &[],
+            &[
+                ("LAB_QUICK", "1"),
+                ("REDIS_URL", "redis://:hunter2@127.0.0.1:6379/"),
+            ],
+        )
+        .unwrap();
+        let stderr = run.stderr();
+        assert!(!run.output.status.success(), "{name}: {stderr}");
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "{name}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+    }
 }
 
 /// One quick run of `ch10_client_tracking`, shared by the tests below (about 10 s).
