@@ -115,7 +115,6 @@ EXEMPT_SIZE = {
     "examples/ch06_minimal*": OTHER_ISSUE,
     "examples/ch06_production_subscriber.rs": OTHER_ISSUE,
     "examples/ch06_library_tools/*": ISSUE_18_STEP_2,
-    "examples/ch08_streams_crash.rs": ISSUE_18_STEP_2,
     "lab/gaps.rs": ISSUE_18_STEP_2,
     "lab/overflow.rs": ISSUE_18_STEP_2,
 }
@@ -130,7 +129,6 @@ EXEMPT_SHOWN = {
     "examples/ch06_bursts.rs": OTHER_ISSUE,
     "lab/production/*": OTHER_ISSUE,
     "examples/ch06_library_tools/*": ISSUE_18_STEP_2,
-    "examples/ch08_streams_crash.rs": ISSUE_18_STEP_2,
     "lab/gaps.rs": ISSUE_18_STEP_2,
     "lab/overflow.rs": ISSUE_18_STEP_2,
     "examples/ch01_lost_messages.rs": NOT_SPLIT,
