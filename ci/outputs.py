@@ -212,6 +212,16 @@ OUTPUTS = [
            result_keys=BASE + SENTINEL_KEYS),
     Output("intro-first-result", "cargo run --example ch01_lost_messages",
            keep=[r"^RESULT scenario=loop-burst-0ms client=redis-0\.25\.5 "], result_keys=BASE),
+    Output("ch10-keyspace", "cargo run --example ch10_keyspace", drop=[r"^Redis at"],
+           result_keys=BASE + ["missed_keys", "kills", "subscribes", "repaired"]),
+    Output("ch10-tracking-probes", "cargo run --example ch10_client_tracking",
+           section=(r"^\| reader \| probe", r"^\| `tracking-bcast`"), markdown=True),
+    Output("ch10-tracking-load", "cargo run --example ch10_client_tracking",
+           section=(r"^\| reader \| load", r"^\| `tracking-bcast`"), markdown=True),
+    Output("ch10-tracking-client-kill", "cargo run --example ch10_client_tracking",
+           keep=[r"^RESULT scenario=probe-client-kill-"],
+           result_keys=BASE + ["stale_reads", "first_fresh_ms", "flushes"]),
+    Output("ch10-exercise", "cargo run --example ch10_solution", drop=[r"^Redis at"]),
 ]
 
 RESULT = re.compile(r"^\s*RESULT\s+(.*)$")

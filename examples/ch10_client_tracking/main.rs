@@ -79,9 +79,10 @@ async fn main() -> Result<()> {
     }
     let mut server = lab::RedisServer::start()?;
     println!("Redis at {}", server.display_url());
+    let mut results = Vec::new();
     println!("Probes: each reader caches a key, then the fault, then one acknowledged write:");
     for fault in [Fault::None, Fault::ClientKill, Fault::Restart] {
-        probe(&mut server, fault).await?;
+        results.extend(probe(&mut server, fault).await?);
     }
     let run_for = lab::scaled(Duration::from_secs(4), Duration::from_millis(1_500));
     println!(
@@ -90,9 +91,10 @@ async fn main() -> Result<()> {
          third of it"
     );
     for fault in [Fault::None, Fault::ClientKill, Fault::Restart] {
-        load(&mut server, fault, KEYS, true, run_for).await?;
+        results.extend(load(&mut server, fault, KEYS, true, run_for).await?);
     }
-    load(&mut server, Fault::None, HOT_KEYS, false, run_for).await?;
+    results.extend(load(&mut server, Fault::None, HOT_KEYS, false, run_for).await?);
+    print_tables(&results);
     Ok(())
 }
 
@@ -128,7 +130,7 @@ const PROBE_FOR: Duration = Duration::from_millis(1_000);
 /// Each reader caches its own key (value 1); then the fault; then the key is set to 2 and
 /// acknowledged; then each reader reads it every 20 ms for `PROBE_FOR`. Nothing else writes,
 /// so nothing can race: whatever goes stale here goes stale because of the fault.
-async fn probe(server: &mut lab::RedisServer, fault: Fault) -> Result<()> {
+async fn probe(server: &mut lab::RedisServer, fault: Fault) -> Result<Vec<ResultLine>> {
     let prefix = format!("{}:", lab::unique_channel("ch10:probe"));
     let client = resp3_client(server)?;
     let mut writer = ConnectionManager::new(client.clone()).await?;
@@ -176,6 +178,7 @@ async fn probe(server: &mut lab::RedisServer, fault: Fault) -> Result<()> {
         }
     }
     written.wait().await;
+    let mut results = Vec::new();
     for task in tasks {
         let (kind, counts, first_fresh_ms, reader) = task.await??;
         let scenario = format!("probe-{}-{}", fault.name(), kind.name());
@@ -194,8 +197,9 @@ async fn probe(server: &mut lab::RedisServer, fault: Fault) -> Result<()> {
         .with("errors", counts.errors);
         line = reader.with_counts(line);
         line.print();
+        results.push(line);
     }
-    Ok(())
+    Ok(results)
 }
 
 fn resp3_client(server: &lab::RedisServer) -> Result<redis::Client> {
@@ -211,7 +215,7 @@ async fn load(
     key_count: usize,
     paced: bool,
     run_for: Duration,
-) -> Result<()> {
+) -> Result<Vec<ResultLine>> {
     let name = if paced { fault.name() } else { "hot-key" };
     let prefix = format!("{}:", lab::unique_channel("ch10:load"));
     let client = resp3_client(server)?;
@@ -248,6 +252,7 @@ async fn load(
     stop.store(true, Ordering::SeqCst);
     let writes = writer.await??;
 
+    let mut results = Vec::new();
     for task in readers {
         let (kind, counts, reader) = task.await??;
         let scenario = format!("load-{name}-{}", kind.name());
@@ -269,9 +274,11 @@ async fn load(
         .with("errors", counts.errors)
         .with("missing", counts.missing)
         .with("writes", writes);
-        reader.with_counts(line).print();
+        let line = reader.with_counts(line);
+        line.print();
+        results.push(line);
     }
-    Ok(())
+    Ok(results)
 }
 
 /// Update random keys with increasing versions until told to stop; record each version once
@@ -296,4 +303,42 @@ async fn write(
         }
     }
     Ok(version)
+}
+
+/// The chapter's two tables: stale reads per reader and phase, probes then load.
+fn print_tables(results: &[ResultLine]) {
+    let cell = |scenario: String| {
+        let Ok(r) = lab::report::find(results, &scenario, lab::REDIS_CURRENT) else {
+            return "?".to_string();
+        };
+        let stale = lab::report::thousands(r.lost);
+        let mut cell = format!("{stale} of {}", lab::report::thousands(r.sent));
+        if r.get("first_fresh_ms") == Some("never") {
+            cell.push_str(", never fresh");
+        }
+        if let Some(flushes) = r.get("flushes").filter(|f| *f != "0") {
+            cell.push_str(&format!(", {flushes} flush"));
+        }
+        cell
+    };
+    println!();
+    println!("| reader | probe: steady | probe: client-kill | probe: restart |");
+    println!("|---|---|---|---|");
+    for kind in ReaderKind::ALL {
+        let row: Vec<String> = [Fault::None, Fault::ClientKill, Fault::Restart]
+            .iter()
+            .map(|fault| cell(format!("probe-{}-{}", fault.name(), kind.name())))
+            .collect();
+        println!("| `{}` | {} |", kind.name(), row.join(" | "));
+    }
+    println!();
+    println!("| reader | load: steady | load: client-kill | load: restart | load: hot-key |");
+    println!("|---|---|---|---|---|");
+    for kind in ReaderKind::ALL {
+        let row: Vec<String> = ["steady", "client-kill", "restart", "hot-key"]
+            .iter()
+            .map(|phase| cell(format!("load-{phase}-{}", kind.name())))
+            .collect();
+        println!("| `{}` | {} |", kind.name(), row.join(" | "));
+    }
 }
