@@ -29,6 +29,7 @@
 //! cargo run --example ch10_client_tracking
 
 mod cache;
+mod library;
 mod readers;
 mod stale;
 

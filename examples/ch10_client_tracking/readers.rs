@@ -2,11 +2,11 @@
 
 use anyhow::Result;
 use lab::ResultLine;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::caching::CacheConfig;
-use redis::{AsyncCommands, AsyncConnectionConfig};
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, MultiplexedConnection};
 
 use crate::cache::{Tracking, TrackingCache};
+use crate::library::{library_manager, library_multiplexed};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ReaderKind {
@@ -47,20 +47,10 @@ pub enum Reader {
 impl Reader {
     pub async fn open(kind: ReaderKind, client: &redis::Client, prefix: &str) -> Result<Self> {
         Ok(match kind {
-            // ANCHOR: library
             ReaderKind::LibraryMultiplexed => {
-                let config = AsyncConnectionConfig::new().set_cache_config(CacheConfig::new());
-                let con = client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?;
-                Reader::Multiplexed(con)
+                Reader::Multiplexed(library_multiplexed(client).await?)
             }
-            ReaderKind::LibraryManager => {
-                let config = ConnectionManagerConfig::new().set_cache_config(CacheConfig::new());
-                let con = ConnectionManager::new_with_config(client.clone(), config).await?;
-                Reader::Manager(con)
-            }
-            // ANCHOR_END: library
+            ReaderKind::LibraryManager => Reader::Manager(library_manager(client).await?),
             ReaderKind::TrackingNaive => Reader::Own(
                 kind,
                 Box::new(TrackingCache::open(client, Tracking::Default, false).await?),
