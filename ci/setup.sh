@@ -4,6 +4,9 @@
 #   redis-server and redis-tools), redis-sentinel at the same version (chapter 9), mdBook
 #   0.5.4 and mdbook-mermaid 0.17.1 (pinned).
 # Safe to run again: it only installs what is missing or at another version.
+# Set LAB_VALKEY=1 to also install Valkey 8 (valkey-server, valkey-sentinel, valkey-cli) from
+# Debian 12's bookworm-backports suite, so that LAB_SERVER=valkey runs the lab on it; ci/test.sh
+# sets it. The suite is added for that one apt-get run only (see below).
 # Set LAB_BROWSER=1 to also install Debian's chromium, chromium-driver and python3-selenium
 # for the browser test (ci/browser_test.py); ci/test.sh sets it. On Ubuntu, whose Chromium is
 # only a snap, it installs nothing for it and says that the browser test will be SKIPPED.
@@ -69,6 +72,56 @@ fi
 sentinel_version=$(redis-sentinel --version | sed -n 's/.* v=\([0-9][0-9.]*\).*/\1/p')
 [ "$sentinel_version" = "$redis_version" ] || say "warning: redis-sentinel $sentinel_version is not redis-server $redis_version"
 say "redis-sentinel $sentinel_version"
+
+# --- Optional: Valkey 8 beside Redis (LAB_VALKEY=1), for LAB_SERVER=valkey.
+# Debian 12 packages Valkey only in bookworm-backports. What this changes on the machine: it
+# installs the packages valkey-server, valkey-sentinel and valkey-tools (and any dependency
+# they lack, from bookworm itself) and nothing else. The suite is added for those apt-get runs
+# only, through a temporary sources list (apt's Dir::Etc::SourceList option) that holds the
+# machine's own sources.list plus one bookworm-backports line on the machine's own Debian
+# mirror: nothing is written to /etc/apt, no pin is set, later apt-get runs never see the
+# suite (so they never upgrade anything from it, Valkey included: run ci/setup.sh again for
+# that), and only the three packages named come from it (`package/bookworm-backports`).
+# Like redis-server's, the package may start a system-wide valkey-server on 6379 (none here:
+# no init system runs in a container); the lab never uses it.
+VALKEY_MAJOR=8
+if [ "${LAB_VALKEY:-0}" = 1 ]; then
+  valkey_version() { "$1" --version 2>/dev/null | sed -n 's/.* v=\([0-9][0-9.]*\).*/\1/p'; }
+  valkey_ready() {
+    command -v valkey-server >/dev/null && command -v valkey-sentinel >/dev/null &&
+      command -v valkey-cli >/dev/null &&
+      [ "$(valkey_version valkey-server | cut -d. -f1)" = "$VALKEY_MAJOR" ]
+  }
+  os_codename=$(. /etc/os-release 2>/dev/null && echo "${ID:-}:${VERSION_CODENAME:-}")
+  if valkey_ready; then
+    :
+  elif [ "$(uname -s)" = "Darwin" ]; then
+    die "LAB_VALKEY=1: on macOS, install Valkey 8 with Homebrew (brew install valkey: valkey-server, valkey-sentinel, valkey-cli), or run with LAB_VALKEY=0 to skip the Valkey runs"
+  elif [ "$os_codename" != debian:bookworm ]; then
+    die "LAB_VALKEY=1: this script installs Valkey only on Debian 12 (bookworm-backports); this is ${os_codename:-an unknown system}. Install Valkey $VALKEY_MAJOR (valkey-server, valkey-sentinel and valkey-cli on PATH) with your package manager (Debian 13 and Ubuntu 24.10 or newer package it) or from https://valkey.io/download/, or run with LAB_VALKEY=0 to skip the Valkey runs"
+  else
+    [ "$SUDO" != none ] || die "installing Valkey needs root or sudo"
+    # The machine's own Debian mirror, as apt knows it (the repository its bookworm suite
+    # comes from).
+    mirror=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 'Identifier: Packages' |
+      awk '$2 == "bookworm" { print $1; exit }')
+    [ -n "$mirror" ] || die "LAB_VALKEY=1: no Debian bookworm source in apt's sources to take bookworm-backports from: add one (https://backports.debian.org/Instructions/) or install Valkey $VALKEY_MAJOR yourself"
+    keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+    signed=""
+    [ -f "$keyring" ] && signed="[signed-by=$keyring] "
+    valkey_sources=$(mktemp -d)
+    trap 'rm -rf "$valkey_sources"' EXIT
+    cat /etc/apt/sources.list >"$valkey_sources/sources.list" 2>/dev/null || true
+    echo "deb ${signed}${mirror} bookworm-backports main" >>"$valkey_sources/sources.list"
+    with_backports=(-o "Dir::Etc::SourceList=$valkey_sources/sources.list")
+    say "Valkey $VALKEY_MAJOR: apt-get update and install from bookworm-backports ($mirror), for this run only"
+    $SUDO apt-get "${with_backports[@]}" update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${with_backports[@]}" install -y -qq --no-install-recommends \
+      valkey-server/bookworm-backports valkey-sentinel/bookworm-backports valkey-tools/bookworm-backports >/dev/null
+    valkey_ready || die "valkey-server $VALKEY_MAJOR, valkey-sentinel and valkey-cli are still not all on PATH after the install"
+  fi
+  say "valkey-server $(valkey_version valkey-server), valkey-sentinel $(valkey_version valkey-sentinel), valkey-cli present"
+fi
 
 # --- mdBook and its plugin, pinned.
 cargo_install() { # crate version binary

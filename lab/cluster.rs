@@ -16,6 +16,8 @@
 //! # anyhow::Ok(())
 //! ```
 //!
+//! With `LAB_SERVER=valkey` the nodes are `valkey-server`s joined by `valkey-cli`.
+//!
 //! Everything stops when the value is dropped. A cluster is never taken from `REDIS_URL`:
 //! [`RedisCluster::refuse_redis_url`] explains why to a reader who set it.
 
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::redact::redact_url;
-use crate::server::{RedisServer, redis_url_from_env};
+use crate::server::{RedisServer, ServerKind, ServerVersion, redis_url_from_env};
 
 /// How long the cluster may take to settle after `redis-cli --cluster create`.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -58,6 +60,7 @@ impl NodeInfo {
 pub struct RedisCluster {
     // Keyed by port; a killed node stays here (stopped) so that its port is not reused.
     nodes: BTreeMap<u16, RedisServer>,
+    kind: ServerKind,
     settled_in: Duration,
 }
 
@@ -69,15 +72,17 @@ impl RedisCluster {
             bail!("a Redis Cluster made by redis-cli needs at least 3 masters, not {masters}");
         }
         Self::refuse_redis_url()?;
+        let kind = ServerKind::from_env()?;
         let started = Instant::now();
         let mut nodes = BTreeMap::new();
         for _ in 0..masters * (1 + replicas) {
-            let node = start_node()?;
+            let node = start_node(kind)?;
             let port = node.port().expect("a lab-owned node has a port");
             nodes.insert(port, node);
         }
         let mut cluster = Self {
             nodes,
+            kind,
             settled_in: Duration::ZERO,
         };
         cluster.create(replicas)?;
@@ -106,12 +111,27 @@ impl RedisCluster {
         self.settled_in
     }
 
+    /// Which server the nodes run and its version (`INFO server` of a running node).
+    pub fn server_version(&mut self) -> Result<ServerVersion> {
+        let port = self.any_running_port()?;
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query(&mut admin(port)?)
+            .context("INFO server")?;
+        ServerVersion::from_info(&info)
+    }
+
     /// `redis://127.0.0.1:PORT/` for every running node: the seed list for a cluster client.
     pub fn urls(&mut self) -> Vec<String> {
         self.nodes
             .values_mut()
             .filter_map(|node| node.is_running().then(|| node.url().to_string()))
             .collect()
+    }
+
+    /// The process id of the node on `port`, while it runs.
+    pub fn pid_of(&self, port: u16) -> Option<u32> {
+        self.nodes.get(&port)?.pid()
     }
 
     /// Ports of every node started, running or not.
@@ -454,7 +474,7 @@ impl RedisCluster {
 
     /// `redis-cli --cluster create`: assign the slots, pair replicas with masters.
     fn create(&mut self, replicas: usize) -> Result<()> {
-        let cli = std::env::var("LAB_REDIS_CLI").unwrap_or_else(|_| "redis-cli".into());
+        let cli = self.kind.cli_binary();
         let addresses: Vec<String> = self
             .nodes
             .keys()
@@ -468,10 +488,16 @@ impl RedisCluster {
             .output()
             .map_err(|error| {
                 if error.kind() == std::io::ErrorKind::NotFound {
+                    let install = match self.kind {
+                        ServerKind::Redis => {
+                            "Debian/Ubuntu: apt-get install redis-tools or redis-server; macOS: \
+                             brew install redis"
+                        }
+                        ServerKind::Valkey => self.kind.install_hint(),
+                    };
                     anyhow!(
                         "`{cli}` was not found on PATH: the cluster chapter needs it to join the \
-                         nodes (Debian/Ubuntu: apt-get install redis-tools or redis-server; \
-                         macOS: brew install redis), or set LAB_REDIS_CLI"
+                         nodes ({install}), or set LAB_REDIS_CLI"
                     )
                 } else {
                     anyhow!("could not run `{cli}`: {error}")
@@ -583,12 +609,13 @@ fn is_master(con: &mut redis::Connection) -> bool {
 /// One cluster node: a lab-owned redis-server with cluster mode on. Its bus port is chosen
 /// explicitly (`cluster-port`) because the default, port + 10000, may be above 65535 for a
 /// port the kernel hands out.
-fn start_node() -> Result<RedisServer> {
+fn start_node(kind: ServerKind) -> Result<RedisServer> {
     let bus_port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .context("finding a free loopback port for the cluster bus")?
         .port();
     RedisServer::builder()
+        .kind(kind)
         .config("cluster-enabled", "yes")
         .config("cluster-config-file", "nodes.conf")
         // Two seconds without an answer and a node is failing: failovers take seconds, not

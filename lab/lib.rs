@@ -4,7 +4,8 @@
 //! experiment needs, so that each example file can show only the pattern its chapter teaches:
 //!
 //! - [`server`]: start a throwaway `redis-server` on a free loopback port (or use the one in
-//!   `REDIS_URL`), and kill, pause or restart it for fault tests;
+//!   `REDIS_URL`), and kill, pause or restart it for fault tests; `LAB_SERVER=valkey` makes
+//!   it, the cluster and the Sentinels Valkey's ([`ServerKind`]);
 //! - [`message`]: numbered payloads (`<seq>#`, or `<publisher>:<epoch>:<seq>#` from a named
 //!   publisher) and heartbeats, padded to a chosen size;
 //! - [`publish`]: a publisher that sends numbered messages as a burst, one per round trip, or
@@ -48,7 +49,7 @@ pub mod tally;
 pub use message::{mark_of, numbered, seq_of};
 pub use publish::{Pace, PublishReport, Publisher};
 pub use report::{ResultLine, parse_results};
-pub use server::{RedisServer, ServerBuilder};
+pub use server::{RedisServer, ServerBuilder, ServerKind, ServerVersion};
 pub use tally::Tally;
 
 /// The `client=` value for the redis crate every recommended pattern uses.

@@ -8,7 +8,8 @@
 //! every Sentinel names the same primary, knows the replica with its link up, and knows the two
 //! other Sentinels: a failover test that kills the primary earlier measures a deployment that
 //! could not fail over yet (a Sentinel only learns of a replica from the primary's `INFO`,
-//! every 10 s, unless its configuration names it, which the lab's does).
+//! every 10 s, unless its configuration names it, which the lab's does). With
+//! `LAB_SERVER=valkey` every process is Valkey's (`valkey-server`, `valkey-sentinel`).
 //!
 //! ```no_run
 //! let mut deployment = lab::sentinel::SentinelDeployment::start()?;
@@ -32,7 +33,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::redact::redact_url;
-use crate::server::{RedisServer, redis_url_from_env};
+use crate::server::{RedisServer, ServerKind, redis_url_from_env};
 
 /// The name the Sentinels monitor the primary under (`SENTINEL GET-MASTER-ADDR-BY-NAME lab`).
 pub const SERVICE: &str = "lab";
@@ -64,13 +65,16 @@ impl SentinelDeployment {
     /// Start a primary, one replica and three Sentinels, and wait until they agree.
     pub fn start() -> Result<Self> {
         Self::refuse_redis_url()?;
+        let kind = ServerKind::from_env()?;
         let started = Instant::now();
         let primary = RedisServer::builder()
+            .kind(kind)
             .die_with_parent()
             .start()
             .context("starting the primary")?;
         let primary_port = primary.port().expect("a lab-owned server has a port");
         let replica = RedisServer::builder()
+            .kind(kind)
             .config("replicaof", &format!("127.0.0.1 {primary_port}"))
             .die_with_parent()
             .start()
@@ -81,14 +85,14 @@ impl SentinelDeployment {
             .prefix("lab-sentinel-")
             .tempdir()
             .context("creating a temporary directory for the Sentinels' configuration")?;
-        let binary =
-            std::env::var("LAB_REDIS_SENTINEL").unwrap_or_else(|_| "redis-sentinel".into());
+        let binary = kind.sentinel_binary();
         let mut sentinels = Vec::new();
         for n in 0..SENTINELS {
             let path = config_dir.path().join(format!("sentinel-{n}.conf"));
             std::fs::write(&path, sentinel_config(primary_port, replica_port))
                 .with_context(|| format!("writing {}", path.display()))?;
             let sentinel = RedisServer::builder()
+                .kind(kind)
                 .binary(&binary)
                 .config_file(&path)
                 .die_with_parent()
@@ -96,11 +100,18 @@ impl SentinelDeployment {
                 .map_err(|error| {
                     let text = format!("{error:#}");
                     if text.contains("was not found on PATH") {
-                        anyhow!(
-                            "`{binary}` was not found on PATH: install it with ci/setup.sh \
-                             (Debian/Ubuntu: apt-get install redis-sentinel; macOS: it comes \
-                             with brew install redis), or set LAB_REDIS_SENTINEL"
-                        )
+                        match kind {
+                            ServerKind::Redis => anyhow!(
+                                "`{binary}` was not found on PATH: install it with ci/setup.sh \
+                                 (Debian/Ubuntu: apt-get install redis-sentinel; macOS: it \
+                                 comes with brew install redis), or set LAB_REDIS_SENTINEL"
+                            ),
+                            ServerKind::Valkey => anyhow!(
+                                "`{binary}` was not found on PATH: {}, or set \
+                                 LAB_REDIS_SENTINEL",
+                                kind.install_hint()
+                            ),
+                        }
                     } else {
                         error.context("starting a Sentinel")
                     }

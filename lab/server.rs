@@ -1,7 +1,9 @@
 //! Throwaway Redis servers.
 //!
 //! [`RedisServer::start`] runs `redis-server` on a free 127.0.0.1 port, with no persistence,
-//! and stops it when the value is dropped. Fault tests can [`kill`](RedisServer::kill) it
+//! and stops it when the value is dropped. With `LAB_SERVER=valkey` (or
+//! [`ServerBuilder::kind`]) it runs `valkey-server` instead, through the same API: see
+//! [`ServerKind`]; [`RedisServer::server_version`] tells a test which server it runs on. Fault tests can [`kill`](RedisServer::kill) it
 //! (SIGKILL), [`pause`](RedisServer::pause) and [`resume`](RedisServer::resume) it
 //! (SIGSTOP/SIGCONT), and [`restart`](RedisServer::restart) it on the same port.
 //!
@@ -25,26 +27,130 @@ use crate::redact::redact_url;
 /// How long a server may take to answer PING after it was started.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Which server program the lab starts: Redis (the default) or Valkey.
+///
+/// `LAB_SERVER=valkey` makes every lab-owned server, cluster node and Sentinel a Valkey one
+/// (`valkey-server`, `valkey-sentinel`, and `valkey-cli` to create clusters);
+/// `LAB_SERVER=redis` or no `LAB_SERVER` keeps Redis. `LAB_REDIS_SERVER`, `LAB_REDIS_SENTINEL`
+/// and `LAB_REDIS_CLI` still name another program for either. The lab checks what answers
+/// (`INFO server`) after starting it, so that a `redis-server` that is really Valkey (a
+/// compatibility link) is an error, not a silent change of server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerKind {
+    Redis,
+    Valkey,
+}
+
+impl ServerKind {
+    /// `LAB_SERVER`: `redis` (also when unset or empty) or `valkey`; anything else is an error.
+    pub fn from_env() -> Result<Self> {
+        match std::env::var("LAB_SERVER")
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "" | "redis" => Ok(Self::Redis),
+            "valkey" => Ok(Self::Valkey),
+            other => {
+                bail!("LAB_SERVER={other:?}: the lab starts `redis` (the default) or `valkey`")
+            }
+        }
+    }
+
+    /// `redis` or `valkey`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Redis => "redis",
+            Self::Valkey => "valkey",
+        }
+    }
+
+    /// The server program: `LAB_REDIS_SERVER`, else `redis-server` or `valkey-server`.
+    pub fn server_binary(self) -> String {
+        std::env::var("LAB_REDIS_SERVER").unwrap_or_else(|_| format!("{}-server", self.name()))
+    }
+
+    /// The Sentinel program: `LAB_REDIS_SENTINEL`, else `redis-sentinel` or `valkey-sentinel`.
+    pub fn sentinel_binary(self) -> String {
+        std::env::var("LAB_REDIS_SENTINEL").unwrap_or_else(|_| format!("{}-sentinel", self.name()))
+    }
+
+    /// The command-line client (clusters are created with it): `LAB_REDIS_CLI`, else
+    /// `redis-cli` or `valkey-cli`.
+    pub fn cli_binary(self) -> String {
+        std::env::var("LAB_REDIS_CLI").unwrap_or_else(|_| format!("{}-cli", self.name()))
+    }
+
+    /// How to install this server's programs, for error messages.
+    pub fn install_hint(self) -> &'static str {
+        match self {
+            Self::Redis => {
+                "install it with ci/setup.sh (Debian/Ubuntu: apt-get install redis-server; \
+                 macOS: brew install redis)"
+            }
+            Self::Valkey => {
+                "install it with LAB_VALKEY=1 ci/setup.sh (Debian 12: valkey-server, \
+                 valkey-sentinel and valkey-tools from bookworm-backports; macOS: brew install \
+                 valkey), or unset LAB_SERVER to run on Redis"
+            }
+        }
+    }
+}
+
+/// What a server says it is (`INFO server`): Valkey names itself in `server_name` and
+/// `valkey_version` (its `redis_version` is a fixed compatibility value, 7.2.4 on Valkey 8).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerVersion {
+    pub kind: ServerKind,
+    /// `7.0.15`, `8.0.1`.
+    pub version: String,
+}
+
+impl ServerVersion {
+    /// Read from the `INFO server` text.
+    pub fn from_info(info: &str) -> Result<Self> {
+        let field = |name: &str| {
+            info.lines().find_map(|line| {
+                let (key, value) = line.trim().split_once(':')?;
+                (key == name).then(|| value.trim().to_string())
+            })
+        };
+        let (kind, version) = match field("server_name").as_deref() {
+            Some("valkey") => (ServerKind::Valkey, field("valkey_version")),
+            _ => (ServerKind::Redis, field("redis_version")),
+        };
+        let version = version.ok_or_else(|| anyhow!("INFO server names no version"))?;
+        Ok(Self { kind, version })
+    }
+
+    /// The major version (`7`, `8`).
+    pub fn major(&self) -> u32 {
+        self.version
+            .split('.')
+            .next()
+            .and_then(|major| major.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl std::fmt::Display for ServerVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.kind.name(), self.version)
+    }
+}
+
 /// Builds a lab-owned server: extra configuration, a password, another binary.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ServerBuilder {
-    binary: String,
+    /// None: `LAB_SERVER` decides when the server starts.
+    kind: Option<ServerKind>,
+    /// None: the kind's program ([`ServerKind::server_binary`]).
+    binary: Option<String>,
     config: Vec<(String, String)>,
     password: Option<String>,
     die_with_parent: bool,
     config_file: Option<PathBuf>,
-}
-
-impl Default for ServerBuilder {
-    fn default() -> Self {
-        Self {
-            binary: std::env::var("LAB_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()),
-            config: Vec::new(),
-            password: None,
-            die_with_parent: false,
-            config_file: None,
-        }
-    }
 }
 
 impl ServerBuilder {
@@ -61,9 +167,16 @@ impl ServerBuilder {
         self
     }
 
-    /// Run another program than `redis-server` from PATH (`LAB_REDIS_SERVER` sets the default).
+    /// Start Redis or Valkey, whatever `LAB_SERVER` says.
+    pub fn kind(mut self, kind: ServerKind) -> Self {
+        self.kind = Some(kind);
+        self
+    }
+
+    /// Run another program than the kind's server from PATH (`LAB_REDIS_SERVER` sets the
+    /// default); the lab still checks that it is the kind asked for.
     pub fn binary(mut self, path: &str) -> Self {
-        self.binary = path.to_string();
+        self.binary = Some(path.to_string());
         self
     }
 
@@ -84,14 +197,26 @@ impl ServerBuilder {
     }
 
     /// Start a lab-owned server with this configuration.
-    pub fn start(self) -> Result<RedisServer> {
+    pub fn start(mut self) -> Result<RedisServer> {
+        let kind = match self.kind {
+            Some(kind) => kind,
+            None => ServerKind::from_env()?,
+        };
+        self.kind = Some(kind);
+        if self.binary.is_none() {
+            self.binary = Some(kind.server_binary());
+        }
         // Another process may take the free port between our probe and redis-server's bind:
         // try a few ports before giving up.
         let mut last_error = None;
         for _ in 0..5 {
             let port = free_port()?;
             match OwnedServer::spawn(self.clone(), port) {
-                Ok(owned) => return Ok(RedisServer::from_owned(owned)),
+                Ok(owned) => {
+                    let server = RedisServer::from_owned(owned);
+                    server.expect_kind(kind)?;
+                    return Ok(server);
+                }
                 Err(error) if format!("{error:#}").contains("Address already in use") => {
                     last_error = Some(error)
                 }
@@ -161,6 +286,41 @@ impl RedisServer {
             url,
             owned: Some(owned),
         }
+    }
+
+    /// Which server this is and its version, as it says (`INFO server`): for a lab-owned
+    /// server, what `LAB_SERVER` asked for; for `REDIS_URL`'s, whatever runs there.
+    pub fn server_version(&self) -> Result<ServerVersion> {
+        let mut con = self.client()?.get_connection()?;
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query(&mut con)
+            .context("INFO server")?;
+        ServerVersion::from_info(&info)
+    }
+
+    /// After a start: an error when the program that answers is not the kind asked for (a
+    /// `redis-server` that is a link to `valkey-server`, say).
+    fn expect_kind(&self, kind: ServerKind) -> Result<()> {
+        let binary = self
+            .owned
+            .as_ref()
+            .and_then(|owned| owned.builder.binary.clone())
+            .unwrap_or_default();
+        let found = self
+            .server_version()
+            .with_context(|| format!("asking `{binary}` which server it is"))?;
+        if found.kind != kind {
+            bail!(
+                "`{binary}` started {found}, not {}: the lab runs the server LAB_SERVER names \
+                 (unset: redis). Point LAB_REDIS_SERVER (or LAB_REDIS_SENTINEL) at the real \
+                 {}-server, or set LAB_SERVER={}",
+                kind.name(),
+                kind.name(),
+                found.kind.name()
+            );
+        }
+        Ok(())
     }
 
     /// The URL to connect to, password included: pass it to a client, never print it.
@@ -356,7 +516,9 @@ impl OwnedServer {
             }
         }
 
-        let mut command = Command::new(&self.builder.binary);
+        let binary = self.builder.binary.clone().unwrap_or_default();
+        let kind = self.builder.kind.unwrap_or(ServerKind::Redis);
+        let mut command = Command::new(&binary);
         command
             .args(&args)
             .stdin(Stdio::null())
@@ -376,13 +538,12 @@ impl OwnedServer {
         let child = command.spawn().map_err(|error| {
             if error.kind() == std::io::ErrorKind::NotFound {
                 anyhow!(
-                    "`{}` was not found on PATH: install it with ci/setup.sh (Debian/Ubuntu: \
-                         apt-get install redis-server; macOS: brew install redis), or set \
-                         REDIS_URL to a Redis server you run",
-                    self.builder.binary
+                    "`{binary}` was not found on PATH: {}, or set REDIS_URL to a Redis server \
+                     you run",
+                    kind.install_hint()
                 )
             } else {
-                anyhow!("could not start `{}`: {error}", self.builder.binary)
+                anyhow!("could not start `{binary}`: {error}")
             }
         })?;
         self.child = Some(child);
@@ -506,4 +667,26 @@ pub fn redis_url_from_env() -> Option<String> {
     std::env::var("REDIS_URL")
         .ok()
         .filter(|url| !url.trim().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_server_tells_redis_from_valkey() {
+        let redis =
+            ServerVersion::from_info("# Server\r\nredis_version:7.0.15\r\nredis_mode:x\r\n");
+        let redis = redis.unwrap();
+        assert_eq!(
+            (redis.kind, redis.version.as_str()),
+            (ServerKind::Redis, "7.0.15")
+        );
+        let valkey =
+            "# Server\r\nredis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:8.0.1\r\n";
+        let valkey = ServerVersion::from_info(valkey).unwrap();
+        assert_eq!((valkey.kind, valkey.major()), (ServerKind::Valkey, 8));
+        assert_eq!(valkey.to_string(), "valkey 8.0.1");
+        assert!(ServerVersion::from_info("# Server\r\n").is_err());
+    }
 }
