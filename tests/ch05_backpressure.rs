@@ -251,3 +251,26 @@ fn the_push_sender_design_stays_bounded_under_a_burst_on_both_runtimes() -> Resu
     }
     Ok(())
 }
+
+/// The default output buffer limit for Pub/Sub clients that chapter 5's numbers assume,
+/// `client-output-buffer-limit pubsub 32mb 8mb 60`, is the same on Redis 7.0.15 and Valkey
+/// 8.0.1: read from a lab server of whichever kind `LAB_SERVER` starts, never assumed.
+#[test]
+fn the_pubsub_output_buffer_limit_defaults_to_32mb_8mb_60_on_redis_and_valkey() -> Result<()> {
+    let server = lab::RedisServer::start()?;
+    let version = server.server_version()?;
+    let mut con = server.client()?.get_connection()?;
+    let (_, limits): (String, String) = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("client-output-buffer-limit")
+        .query(&mut con)?;
+    let pubsub = limits.split("pubsub ").nth(1).map(|rest| {
+        let words: Vec<&str> = rest.split_whitespace().take(3).collect();
+        words.join(" ")
+    });
+    let expected = match version.kind {
+        lab::ServerKind::Redis | lab::ServerKind::Valkey => "33554432 8388608 60",
+    };
+    assert_eq!(pubsub.as_deref(), Some(expected), "{version}: {limits}");
+    Ok(())
+}

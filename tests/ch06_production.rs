@@ -1085,3 +1085,100 @@ fn the_minimal_subscriber_program_counts_gaps_and_bad_payloads_and_stops_on_sigt
         "{out}\n{err}"
     );
 }
+
+/// Valkey 8.0.0 and 8.0.1 refuse UNSUBSCRIBE, PUNSUBSCRIBE and SUNSUBSCRIBE from a connection
+/// that is not in subscribed mode with `-NOSUB` (valkey-io/valkey PR #759, reverted by PR
+/// #1265 after issue #1228); Redis 7.0.15 confirms them. What redis-rs 1.8.1 does with it:
+/// each async `unsubscribe` returns the error (`ServerErrorKind::NoSub`) and the connection
+/// goes on working; dropping a blocking `PubSub` (which sends UNSUBSCRIBE and PUNSUBSCRIBE)
+/// reads the NOSUB as "nothing left" and hands back a working connection. A subscriber that
+/// shuts down while subscribed, as `lab::production` and `ch06_minimal_subscriber` do, never
+/// meets it: the shutdown tests above run on both servers in CI.
+#[tokio::test]
+async fn unsubscribing_while_not_subscribed_is_a_nosub_error_on_valkey_8_0_and_harmless() {
+    let server = RedisServer::start().unwrap();
+    let version = server.server_version().unwrap();
+    let nosub = match version.kind {
+        lab::ServerKind::Redis => false,
+        // Measured on 8.0.1; 8.0.0 has PR #759 too.
+        lab::ServerKind::Valkey => ["8.0.0", "8.0.1"].contains(&version.version.as_str()),
+    };
+    let is_nosub = |result: redis::RedisResult<()>| match result {
+        Ok(()) => false,
+        Err(error) if error.code() == Some("NOSUB") => true,
+        Err(error) => panic!("{version}: not a NOSUB error: {error}"),
+    };
+    let client = server.client().unwrap();
+    let channel = lab::unique_channel("ch06:nosub");
+
+    // The raw replies: a confirmation on Redis, NOSUB on Valkey 8.0.
+    let mut con = client.get_connection().unwrap();
+    for command in ["UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE"] {
+        let reply = redis::cmd(command)
+            .arg(&channel)
+            .query::<redis::Value>(&mut con);
+        assert_eq!(reply.is_err(), nosub, "{version} {command}: {reply:?}");
+    }
+
+    // Dedicated async Pub/Sub (RESP2): unsubscribing before subscribing.
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    assert_eq!(
+        is_nosub(pubsub.unsubscribe(&channel).await),
+        nosub,
+        "{version}"
+    );
+    assert_eq!(
+        is_nosub(pubsub.punsubscribe("x*").await),
+        nosub,
+        "{version}"
+    );
+    // Not out of step: subscribing and hearing a message still work.
+    pubsub.subscribe(&channel).await.unwrap();
+    let _: u64 = redis::cmd("PUBLISH")
+        .arg(&channel)
+        .arg("after")
+        .query(&mut con)
+        .unwrap();
+    let mut stream = pubsub.on_message();
+    let msg = tokio::time::timeout(
+        Duration::from_secs(5),
+        futures::StreamExt::next(&mut stream),
+    )
+    .await
+    .expect("the message after a NOSUB arrives")
+    .unwrap();
+    assert_eq!(msg.get_payload::<String>().unwrap(), "after");
+    drop(stream);
+
+    // RESP3 multiplexed connection, as lab::production's: the second unsubscribe of a
+    // shutdown that runs twice (or after the subscription was lost) meets NOSUB on Valkey 8.0.
+    let resp3 = lab::push::resp3(&client).unwrap();
+    let (pushes, _watch) = lab::push::to_queue(|_msg| true);
+    let config = redis::AsyncConnectionConfig::new().set_push_sender(pushes);
+    let mut mux = resp3
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap();
+    mux.subscribe(&channel).await.unwrap();
+    assert!(
+        !is_nosub(mux.unsubscribe(&channel).await),
+        "{version}: while subscribed"
+    );
+    assert_eq!(
+        is_nosub(mux.unsubscribe(&channel).await),
+        nosub,
+        "{version}"
+    );
+    let pong: String = redis::cmd("PING").query_async(&mut mux).await.unwrap();
+    assert_eq!(pong, "PONG");
+
+    // Blocking PubSub: its drop sends UNSUBSCRIBE and PUNSUBSCRIBE; once UNSUBSCRIBE has left
+    // subscribed mode, Valkey 8.0 answers PUNSUBSCRIBE with NOSUB, which redis-rs expects.
+    let mut blocking = client.get_connection().unwrap();
+    blocking.as_pubsub().subscribe(&channel).unwrap();
+    let pong: String = redis::cmd("PING").query(&mut blocking).unwrap();
+    assert_eq!(
+        pong, "PONG",
+        "{version}: the connection after a PubSub drop"
+    );
+}
