@@ -15,8 +15,9 @@
 //! cargo run --example ch09_sentinel_solution
 //! cargo test --example ch09_sentinel_solution
 
-// The solution, examples/ch09_sentinel_solution.rs, with todo!() where you write the code.
-// Until the todo!()s are written, some parameters and imports are unused:
+// Made from examples/ch09_sentinel_solution.rs by `python3 ci/exercises.py generate`: book authors
+// edit the solution and rerun it (CI checks that the two agree). Until the todo!()s
+// are written, some parameters and imports are unused:
 #![allow(unused)]
 
 use std::sync::Arc;
