@@ -187,3 +187,155 @@ fn library_cache_keeps_a_value_whose_invalidation_raced_its_reply() {
         assert_eq!(extra(hot, "stale_reads"), 0, "{hot}");
     }
 }
+
+/// The service of `examples/ch10_axum_service` run as a child process, killed on drop.
+struct Service(std::process::Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// GET `url`: the status code (0 when nothing answered) and the body.
+async fn get(http: &reqwest::Client, url: &str) -> (u16, String) {
+    match http.get(url).send().await {
+        Ok(response) => (
+            response.status().as_u16(),
+            response.text().await.unwrap_or_default(),
+        ),
+        Err(_) => (0, String::new()),
+    }
+}
+
+/// Poll `url` every 50 ms until its status is `want`; how long that took.
+async fn until_status(
+    http: &reqwest::Client,
+    url: &str,
+    want: u16,
+    limit: std::time::Duration,
+) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    loop {
+        let (status, body) = get(http, url).await;
+        if status == want {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{url}: still {status} {body:?} after {limit:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// One sample of a Prometheus text exposition.
+fn sample(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+/// The axum service (threshold 1 s): `/healthz` is 200 while subscribed; with the server
+/// killed it stays 200 for the threshold and turns 503 within a margin after it; with the
+/// server back it is 200 again once resubscribed. `/metrics` counts the messages published
+/// and its `pubsub_reconnects_total` moves after a `CLIENT KILL`. SIGTERM: exit code 0.
+#[tokio::test]
+async fn axum_service_health_follows_the_subscription_and_sigterm_exits_cleanly() {
+    use nix::sys::signal::{Signal, kill};
+    if std::env::var_os("REDIS_URL").is_some() {
+        println!("skipped: this test kills and restarts its server, never one from REDIS_URL");
+        return;
+    }
+    let mut server = lab::RedisServer::start().unwrap();
+    let channel = lab::unique_channel("ch10:service-test");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let binary = lab::example::build("ch10_axum_service").unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let args = ["--url", server.url(), "-c", &channel, "--listen", &listen];
+    let mut service = Service(
+        std::process::Command::new(binary)
+            .args(args)
+            .args(["--unhealthy-after-ms", "1000"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let http = reqwest::Client::new();
+    let (healthz, metrics) = (
+        format!("http://{listen}/healthz"),
+        format!("http://{listen}/metrics"),
+    );
+    let threshold = std::time::Duration::from_secs(1);
+    until_status(&http, &healthz, 200, std::time::Duration::from_secs(10)).await;
+
+    server.kill().unwrap();
+    let unhealthy = until_status(&http, &healthz, 503, threshold * 4).await;
+    println!("503 after {unhealthy:?} (threshold {threshold:?})");
+    assert!(
+        unhealthy >= threshold,
+        "503 before the threshold: {unhealthy:?}"
+    );
+    server.restart().unwrap();
+    let healthy = until_status(&http, &healthz, 200, std::time::Duration::from_secs(10)).await;
+    println!("200 again {healthy:?} after the restart");
+
+    let mut con = server
+        .client()
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    lab::Publisher::new(&channel)
+        .send(&mut con, 0..100)
+        .await
+        .unwrap();
+    let (_, before) = get(&http, &metrics).await;
+    let reconnects = sample(&before, "pubsub_reconnects_total");
+    assert!(reconnects >= 1, "{before}");
+    server.kill_pubsub_clients().unwrap();
+    let started = std::time::Instant::now();
+    let after = loop {
+        let (_, text) = get(&http, &metrics).await;
+        if sample(&text, "pubsub_reconnects_total") > reconnects {
+            break text;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "reconnects never moved: {text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(sample(&after, "pubsub_received_total"), 100, "{after}");
+    assert_eq!(sample(&after, "pubsub_processed_total"), 100, "{after}");
+    assert_eq!(sample(&after, "pubsub_abandoned_total"), 0, "{after}");
+
+    let pid = nix::unistd::Pid::from_raw(service.0.id() as i32);
+    kill(pid, Signal::SIGTERM).unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = service.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "no exit 10 s after SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let mut logs = String::new();
+    std::io::Read::read_to_string(service.0.stderr.as_mut().unwrap(), &mut logs).unwrap();
+    println!(
+        "exit {status:?} {:?} after SIGTERM\n{logs}",
+        started.elapsed()
+    );
+    assert_eq!(status.code(), Some(0), "{logs}");
+    assert!(logs.contains("final counters"), "{logs}");
+    assert!(!logs.contains("password"), "{logs}");
+}
