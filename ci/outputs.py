@@ -222,6 +222,8 @@ OUTPUTS = [
            keep=[r"^RESULT scenario=probe-client-kill-"],
            result_keys=BASE + ["stale_reads", "first_fresh_ms", "flushes"]),
     Output("ch10-exercise", "cargo run --example ch10_solution", drop=[r"^Redis at"]),
+    Output("ch10-axum-service", "cargo run --example ch10_axum_service",
+           drop=[r"^Redis at", r"^final:"]),
 ]
 
 RESULT = re.compile(r"^\s*RESULT\s+(.*)$")

@@ -12,6 +12,7 @@
 //! messages, reads `/healthz` and `/metrics` over HTTP, shuts itself down and prints a
 //! RESULT line. The lesson is `service.rs`; this file is the command line and the demo.
 
+mod health;
 mod service;
 
 use std::net::SocketAddr;

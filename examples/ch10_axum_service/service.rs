@@ -1,15 +1,17 @@
 //! Chapter 10's service: `lab::production`'s subscriber beside an axum HTTP server, one
-//! shutdown for both. This file is what the chapter shows; `main.rs` is the command line and
-//! the demo.
+//! shutdown for both: the subscription watcher, the metrics and the life cycle. The chapter
+//! shows `health.rs` and describes this file; `main.rs` is the command line and the demo.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
+
+use crate::health::{Service, Subscriber, healthz, lock};
 use axum::routing::get;
 use lab::production::{self, Config, Rejected, Report, Running};
 use prometheus_client::collector::Collector;
@@ -23,41 +25,6 @@ use tokio_util::task::TaskTracker;
 
 /// The exit code when the drain deadline passed with messages still queued (`abandoned`).
 pub const EXIT_ABANDONED: i32 = 3;
-
-// ANCHOR: state
-/// What the routes read. `subscriber` is `None` once the shutdown has taken it.
-struct Service {
-    subscriber: Subscriber,
-    /// When the subscription was last seen down; `None` while subscribed.
-    down_since: Mutex<Option<Instant>>,
-    /// How long the subscription may be down before `/healthz` says 503.
-    unhealthy_after: Duration,
-    shutdown: CancellationToken,
-    registry: Registry,
-}
-
-type Subscriber = Arc<Mutex<Option<Running>>>;
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-// ANCHOR_END: state
-
-// ANCHOR: healthz
-/// 200 while subscribed, and while a reconnection is younger than the threshold; 503 once
-/// it is older, and while shutting down.
-async fn healthz(State(service): State<Arc<Service>>) -> (StatusCode, &'static str) {
-    if service.shutdown.is_cancelled() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
-    }
-    match *lock(&service.down_since) {
-        None => (StatusCode::OK, "subscribed\n"),
-        Some(since) if since.elapsed() <= service.unhealthy_after => {
-            (StatusCode::OK, "reconnecting\n")
-        }
-        Some(_) => (StatusCode::SERVICE_UNAVAILABLE, "subscription down\n"),
-    }
-}
 
 /// Every 100 ms: note when the subscription goes down and comes back, and stop the
 /// service if the subscriber stopped by itself (it gave up reconnecting).
@@ -94,9 +61,7 @@ async fn watch_subscription(service: Arc<Service>) {
         }
     }
 }
-// ANCHOR_END: healthz
 
-// ANCHOR: metrics
 /// The subscriber's counters, read from a fresh snapshot at every scrape.
 struct Counters(Subscriber);
 
@@ -179,9 +144,7 @@ async fn metrics(
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     Ok(([(header::CONTENT_TYPE, content_type)], text))
 }
-// ANCHOR_END: metrics
 
-// ANCHOR: run
 /// Subscribe, serve `/healthz` and `/metrics` on `listener` until `shutdown` is cancelled,
 /// then stop accepting requests, unsubscribe and drain; the final counters.
 pub async fn run<H, Fut>(
@@ -232,4 +195,3 @@ where
     tracing::info!(%report, "final counters");
     Ok(report)
 }
-// ANCHOR_END: run
