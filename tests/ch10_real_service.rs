@@ -339,3 +339,82 @@ async fn axum_service_health_follows_the_subscription_and_sigterm_exits_cleanly(
     assert!(logs.contains("final counters"), "{logs}");
     assert!(!logs.contains("password"), "{logs}");
 }
+
+/// The axum service's exit code when the drain deadline passes with messages still queued:
+/// 3, the code the chapter states, after logging how many were abandoned. Each message takes
+/// 500 ms to handle and the drain may take 100 ms, so most of the 20 published are abandoned.
+#[tokio::test]
+async fn axum_service_exits_with_code_3_when_messages_are_abandoned_at_the_deadline() {
+    use nix::sys::signal::{Signal, kill};
+    if std::env::var_os("REDIS_URL").is_some() {
+        println!("skipped: this test runs the service against a server it started");
+        return;
+    }
+    let server = lab::RedisServer::start().unwrap();
+    let channel = lab::unique_channel("ch10:service-abandon");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let binary = lab::example::build("ch10_axum_service").unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let args = ["--url", server.url(), "-c", &channel, "--listen", &listen];
+    let mut service = Service(
+        std::process::Command::new(binary)
+            .args(args)
+            .args(["--work-ms", "500", "--drain-ms", "100"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let http = reqwest::Client::new();
+    let (healthz, metrics) = (
+        format!("http://{listen}/healthz"),
+        format!("http://{listen}/metrics"),
+    );
+    until_status(&http, &healthz, 200, std::time::Duration::from_secs(10)).await;
+    let mut con = server
+        .client()
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    lab::Publisher::new(&channel)
+        .send(&mut con, 0..20)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    while sample(&get(&http, &metrics).await.1, "pubsub_received_total") < 20 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "never received 20"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    kill(
+        nix::unistd::Pid::from_raw(service.0.id() as i32),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = loop {
+        if let Some(status) = service.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "no exit after SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let mut logs = String::new();
+    std::io::Read::read_to_string(service.0.stderr.as_mut().unwrap(), &mut logs).unwrap();
+    println!("exit {status:?}\n{logs}");
+    assert_eq!(status.code(), Some(3), "{logs}");
+    assert!(
+        logs.contains("messages abandoned at the drain deadline"),
+        "{logs}"
+    );
+}
