@@ -275,13 +275,13 @@ with tempfile.TemporaryDirectory() as tmp:
 
     # Lesson files and harness files: the figures are printed; a whole-file include shows every
     # line but its anchor comments; a ":N:M" include shows those lines; a file listed in an
-    # EXEMPT_* table with its reason (lab/cluster.rs, for now) passes over the limit.
+    # EXEMPT_* table with its reason (examples/ch06_library_tools/, for now) passes over the limit.
     for name, change, expect_in_output in [
         ("whole-file include", lambda root: (root / CH).write_text((root / CH).read_text().replace("ch01_topic.rs:main}}", "ch01_topic.rs}}", 1)),
          " 4/4     examples/ch01_topic.rs"),
         ("line-range include", lambda root: (root / CH).write_text((root / CH).read_text().replace("ch01_topic.rs:main}}", "ch01_topic.rs:1:4}}", 1)),
          " 3/4     examples/ch01_topic.rs"),
-        ("exempt large file", lambda root: (root / "lab").mkdir() or (root / "lab/cluster.rs").write_text("// a line\n" * 501), "501 lab/cluster.rs  (exempt: "),
+        ("exempt large file", lambda root: (root / "examples/ch06_library_tools").mkdir() or (root / "examples/ch06_library_tools/harness.rs").write_text("// a line\n" * 501), "501 examples/ch06_library_tools/harness.rs  (exempt: "),
     ]:
         root = pathlib.Path(tmp) / name.replace(" ", "-")
         write(root, GOOD)
