@@ -188,6 +188,28 @@ fn library_cache_keeps_a_value_whose_invalidation_raced_its_reply() {
     }
 }
 
+/// The service example on `channel`, listening on a free loopback port: the process (killed
+/// on drop) and the address it listens on.
+fn start_service(server: &lab::RedisServer, channel: &str, extra: &[&str]) -> (Service, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let binary = lab::example::build("ch10_axum_service").unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let service = Service(
+        std::process::Command::new(binary)
+            .args(["--url", server.url(), "-c", channel, "--listen", &listen])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    (service, listen)
+}
+
 /// The service of `examples/ch10_axum_service` run as a child process, killed on drop.
 struct Service(std::process::Child);
 
@@ -250,23 +272,7 @@ async fn axum_service_health_follows_the_subscription_and_sigterm_exits_cleanly(
     }
     let mut server = lab::RedisServer::start().unwrap();
     let channel = lab::unique_channel("ch10:service-test");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let binary = lab::example::build("ch10_axum_service").unwrap();
-    let listen = format!("127.0.0.1:{port}");
-    let args = ["--url", server.url(), "-c", &channel, "--listen", &listen];
-    let mut service = Service(
-        std::process::Command::new(binary)
-            .args(args)
-            .args(["--unhealthy-after-ms", "1000"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let (mut service, listen) = start_service(&server, &channel, &["--unhealthy-after-ms", "1000"]);
     let http = reqwest::Client::new();
     let (healthz, metrics) = (
         format!("http://{listen}/healthz"),
@@ -352,22 +358,10 @@ async fn axum_service_exits_with_code_3_when_messages_are_abandoned_at_the_deadl
     }
     let server = lab::RedisServer::start().unwrap();
     let channel = lab::unique_channel("ch10:service-abandon");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let binary = lab::example::build("ch10_axum_service").unwrap();
-    let listen = format!("127.0.0.1:{port}");
-    let args = ["--url", server.url(), "-c", &channel, "--listen", &listen];
-    let mut service = Service(
-        std::process::Command::new(binary)
-            .args(args)
-            .args(["--work-ms", "500", "--drain-ms", "100"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let (mut service, listen) = start_service(
+        &server,
+        &channel,
+        &["--work-ms", "500", "--drain-ms", "100"],
     );
     let http = reqwest::Client::new();
     let (healthz, metrics) = (
